@@ -1,0 +1,280 @@
+//! Who is asking: player JWTs and admin API keys (SPEC §1). No HTTP types live here.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthConfig, ConfigError, KeySource};
+use crate::hub::PlayerId;
+
+/// The verified identity behind a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A configured admin API key: a game backend, an operator or a dashboard.
+    AdminKey,
+    /// A player token. `admin` is the `role: "admin"` claim.
+    Player {
+        id: PlayerId,
+        admin: bool,
+        /// `exp` plus the leeway: when connections opened with this token must end.
+        expires_at: SystemTime,
+    },
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Principal::AdminKey | Principal::Player { admin: true, .. }
+        )
+    }
+
+    /// May this principal read and act on `player`'s REST resources?
+    pub fn may_manage(&self, player: &str) -> bool {
+        match self {
+            Principal::AdminKey => true,
+            Principal::Player { id, admin, .. } => *admin || &**id == player,
+        }
+    }
+
+    /// The player whose stream this principal may open, if any (SPEC §12.20): admin keys open
+    /// none, and an admin JWT opens only its own.
+    pub fn stream_player(&self) -> Option<(&PlayerId, SystemTime)> {
+        match self {
+            Principal::AdminKey => None,
+            Principal::Player { id, expires_at, .. } => Some((id, *expires_at)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid: {0}")]
+    Invalid(&'static str),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+}
+
+/// Verifies player tokens and admin keys, and mints tokens when it holds a shared secret.
+pub struct Authenticator {
+    /// Verifies token signatures.
+    decoding: DecodingKey,
+    /// Algorithm, `exp`, `aud`, `iss` and leeway rules.
+    validation: Validation,
+    /// Present only with a shared secret: for `dualconn token` and the dev-token endpoint.
+    encoding: Option<EncodingKey>,
+    /// SHA-256 of each admin key, so that comparison is constant-time and length-blind.
+    admin_key_digests: Vec<[u8; 32]>,
+    /// Added to `exp` when deciding when an open connection must end.
+    leeway: Duration,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
+        let (decoding, encoding, algorithm) = match &config.keys {
+            KeySource::Dev { secret } | KeySource::Secret(secret) => (
+                DecodingKey::from_secret(secret),
+                Some(EncodingKey::from_secret(secret)),
+                Algorithm::HS256,
+            ),
+            KeySource::PublicKeyPem(pem) => {
+                if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+                    (key, None, Algorithm::ES256)
+                } else if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+                    (key, None, Algorithm::RS256)
+                } else {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_JWT_PUBLIC_KEY_FILE is neither an EC P-256 nor an RSA public key in PEM".into(),
+                    ));
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = config.leeway.as_secs();
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = config.audience.is_some();
+        if let Some(aud) = &config.audience {
+            validation.set_audience(&[aud]);
+        }
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Authenticator {
+            decoding,
+            validation,
+            encoding,
+            admin_key_digests: config
+                .admin_keys
+                .0
+                .iter()
+                .map(|k| digest(k.as_bytes()))
+                .collect(),
+            leeway: config.leeway,
+            audience: config.audience.clone(),
+            issuer: config.issuer.clone(),
+        })
+    }
+
+    /// Classifies a bearer credential: an admin key, a valid player token, or an error.
+    pub fn authenticate(&self, credential: &str) -> Result<Principal, AuthError> {
+        if credential.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if self.is_admin_key(credential) {
+            return Ok(Principal::AdminKey);
+        }
+        let data = jsonwebtoken::decode::<Claims>(credential, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature"),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience"),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer"),
+                ErrorKind::MissingRequiredClaim(_) => AuthError::Invalid("missing claim"),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm"),
+                _ => AuthError::Invalid("malformed token"),
+            })?;
+        let claims = data.claims;
+        if !valid_player_id(&claims.sub) {
+            return Err(AuthError::Invalid("sub is not a valid player id"));
+        }
+        Ok(Principal::Player {
+            id: PlayerId::from(claims.sub),
+            admin: claims.role.as_deref() == Some("admin"),
+            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp) + self.leeway,
+        })
+    }
+
+    fn is_admin_key(&self, credential: &str) -> bool {
+        let presented = digest(credential.as_bytes());
+        // Every key is compared, with no early exit, so timing says nothing about which matched.
+        self.admin_key_digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, key| acc | key.ct_eq(&presented))
+            .into()
+    }
+
+    /// Mints an HS256 player token, when this server holds a shared secret.
+    pub fn mint(&self, player: &str, ttl: Duration, admin: bool) -> Option<String> {
+        let encoding = self.encoding.as_ref()?;
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(ttl)
+            .as_secs();
+        #[derive(Serialize)]
+        struct Minted<'a> {
+            sub: &'a str,
+            exp: u64,
+            iat: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            role: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+        }
+        let claims = Minted {
+            sub: player,
+            exp,
+            iat: exp.saturating_sub(ttl.as_secs()),
+            role: admin.then_some("admin"),
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).ok()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// SPEC §12.21: `^[A-Za-z0-9_.:@-]{1,128}$`, and `stats` is reserved for the stats route.
+pub fn valid_player_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id != "stats"
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminKeys;
+
+    fn hs(secret: &str) -> AuthConfig {
+        AuthConfig {
+            keys: KeySource::Secret(secret.as_bytes().to_vec()),
+            audience: None,
+            issuer: None,
+            leeway: Duration::from_secs(0),
+            admin_keys: AdminKeys(vec!["admin-key-0123456789".into()]),
+            dev_token_ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_and_carry_the_player() {
+        let auth = Authenticator::new(&hs("0123456789abcdef0123456789abcdef")).unwrap();
+        let token = auth.mint("alice", Duration::from_secs(60), false).unwrap();
+        match auth.authenticate(&token).unwrap() {
+            Principal::Player { id, admin, .. } => {
+                assert_eq!(&*id, "alice");
+                assert!(!admin);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let admin = auth.mint("ops", Duration::from_secs(60), true).unwrap();
+        assert!(auth.authenticate(&admin).unwrap().is_admin());
+    }
+
+    #[test]
+    fn admin_keys_match_exactly() {
+        let auth = Authenticator::new(&hs("0123456789abcdef0123456789abcdef")).unwrap();
+        assert_eq!(
+            auth.authenticate("admin-key-0123456789"),
+            Ok(Principal::AdminKey)
+        );
+        assert!(auth.authenticate("admin-key-012345678").is_err());
+        assert_eq!(auth.authenticate(""), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_refused() {
+        let ours = Authenticator::new(&hs("0123456789abcdef0123456789abcdef")).unwrap();
+        let theirs = Authenticator::new(&hs("fedcba9876543210fedcba9876543210")).unwrap();
+        let token = theirs.mint("alice", Duration::from_secs(60), false).unwrap();
+        assert_eq!(
+            ours.authenticate(&token),
+            Err(AuthError::Invalid("bad signature"))
+        );
+    }
+
+    #[test]
+    fn player_ids_follow_the_spec() {
+        assert!(valid_player_id("alice@example.com"));
+        assert!(valid_player_id("a:b.c-d_e"));
+        assert!(!valid_player_id(""));
+        assert!(!valid_player_id("stats"));
+        assert!(!valid_player_id("../etc"));
+        assert!(!valid_player_id("a b"));
+        assert!(!valid_player_id(&"a".repeat(129)));
+    }
+}

@@ -1,0 +1,461 @@
+//! One place that turns flags, `DUALCONN_*` variables and a TOML file into a [`Config`].
+//!
+//! Precedence is flag, then environment, then file, then the built-in default. clap would hide
+//! where a value came from if it applied defaults itself, so every field of [`Settings`] is an
+//! `Option` and defaults are applied once, in [`Settings::resolve`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every setting an operator can give. The same struct is read from the command line and from
+/// the TOML file, so the two can never drift apart.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Listen address [default: 127.0.0.1:8000]
+    #[arg(long, env = "DUALCONN_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// HS256 secret for player tokens; setting any key turns dev mode off
+    #[arg(long, env = "DUALCONN_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA or EC P-256) for RS256/ES256 player tokens
+    #[arg(long, env = "DUALCONN_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `aud` claim, when set
+    #[arg(long, env = "DUALCONN_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim, when set
+    #[arg(long, env = "DUALCONN_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Clock leeway for `exp`, in seconds [default: 30]
+    #[arg(long, env = "DUALCONN_JWT_LEEWAY_SECS")]
+    pub jwt_leeway_secs: Option<u64>,
+    /// Admin API keys, comma-separated [default: one random key in dev mode]
+    #[arg(long, env = "DUALCONN_ADMIN_KEYS", hide_env_values = true)]
+    pub admin_keys: Option<String>,
+    /// Connections one player may hold [default: 4]
+    #[arg(long, env = "DUALCONN_MAX_CONNECTIONS_PER_PLAYER")]
+    pub max_connections_per_player: Option<usize>,
+    /// Refuse a connection past the cap instead of evicting the oldest [default: false]
+    #[arg(long, env = "DUALCONN_REJECT_OVER_LIMIT")]
+    pub reject_over_limit: Option<bool>,
+    /// Connection attempts per second per client IP [default: 20]
+    #[arg(long, env = "DUALCONN_CONNECT_RATE_PER_IP")]
+    pub connect_rate_per_ip: Option<u32>,
+    /// Burst of connection attempts per client IP [default: 100]
+    #[arg(long, env = "DUALCONN_CONNECT_BURST_PER_IP")]
+    pub connect_burst_per_ip: Option<u32>,
+    /// Connection attempts per second per player [default: 2]
+    #[arg(long, env = "DUALCONN_CONNECT_RATE_PER_PLAYER")]
+    pub connect_rate_per_player: Option<u32>,
+    /// Burst of connection attempts per player [default: 10]
+    #[arg(long, env = "DUALCONN_CONNECT_BURST_PER_PLAYER")]
+    pub connect_burst_per_player: Option<u32>,
+    /// Events retained per player for resume [default: 256]
+    #[arg(long, env = "DUALCONN_HISTORY_SIZE")]
+    pub history_size: Option<usize>,
+    /// How long retained events are kept, in seconds [default: 300]
+    #[arg(long, env = "DUALCONN_HISTORY_TTL_SECS")]
+    pub history_ttl_secs: Option<u64>,
+    /// Heartbeat event interval on both transports, in seconds [default: 15]
+    #[arg(long, env = "DUALCONN_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// WebSocket protocol ping interval, in seconds [default: 25]
+    #[arg(long, env = "DUALCONN_PING_SECS")]
+    pub ping_secs: Option<u64>,
+    /// Outbound queue bound per connection, in bytes [default: 1048576]
+    #[arg(long, env = "DUALCONN_OUTBOX_BYTES")]
+    pub outbox_bytes: Option<usize>,
+    /// Idle time after which a player with no connections is forgotten, in seconds [default: 86400]
+    #[arg(long, env = "DUALCONN_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u64>,
+    /// Largest inbound WebSocket message, in bytes [default: 65536]
+    #[arg(long, env = "DUALCONN_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Largest HTTP request body, in bytes [default: 262144]
+    #[arg(long, env = "DUALCONN_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Time to drain connections on shutdown, in seconds [default: 10]
+    #[arg(long, env = "DUALCONN_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Origins allowed cross-origin, comma-separated, or `*` [default: same-origin only]
+    #[arg(long, env = "DUALCONN_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// Lifetime of tokens from the dev-token endpoint, in seconds [default: 3600]
+    #[arg(long, env = "DUALCONN_DEV_TOKEN_TTL_SECS")]
+    pub dev_token_ttl_secs: Option<u64>,
+    /// Redis URL for cluster mode (not implemented yet; refused when set)
+    #[arg(long, env = "DUALCONN_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Log format: `text` or `json` [default: text]
+    #[arg(long, env = "DUALCONN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Where player tokens' signatures come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// Dev mode: a secret made at start that nobody outside this process knows.
+    Dev { secret: Vec<u8> },
+    /// HS256 with an operator's shared secret.
+    Secret(Vec<u8>),
+    /// RS256 or ES256; the PEM text of the public key.
+    PublicKeyPem(Vec<u8>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach a log line, not even through `{:?}`.
+        f.write_str(match self {
+            KeySource::Dev { .. } => "Dev(<redacted>)",
+            KeySource::Secret(_) => "Secret(<redacted>)",
+            KeySource::PublicKeyPem(_) => "PublicKeyPem",
+        })
+    }
+}
+
+/// Authentication settings, resolved.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub keys: KeySource,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway: Duration,
+    /// Configured admin keys. Debug prints only how many there are.
+    pub admin_keys: AdminKeys,
+    pub dev_token_ttl: Duration,
+}
+
+impl AuthConfig {
+    pub fn dev_mode(&self) -> bool {
+        matches!(self.keys, KeySource::Dev { .. })
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct AdminKeys(pub Vec<String>);
+
+impl std::fmt::Debug for AdminKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminKeys({} keys)", self.0.len())
+    }
+}
+
+/// Token-bucket parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Everything the server needs, with defaults applied and checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub auth: AuthConfig,
+    pub max_connections_per_player: usize,
+    pub reject_over_limit: bool,
+    pub connect_per_ip: Rate,
+    pub connect_per_player: Rate,
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub ping_interval: Duration,
+    pub outbox_bytes: usize,
+    pub session_ttl: Duration,
+    pub max_message_bytes: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub allowed_origins: AllowedOrigins,
+    pub log_format: LogFormat,
+    /// How long the server tells clients to wait before reconnecting after a shutdown.
+    pub reconnect_after: Duration,
+    /// SSE `retry:` value, the browser's reconnect delay.
+    pub sse_retry: Duration,
+}
+
+/// Which browser origins may use the API from another origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Only the page's own origin.
+    SameOrigin,
+    Any,
+    List(Vec<String>),
+}
+
+impl Settings {
+    /// Reads a TOML file whose keys are the long flag names with `_`.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Fills every unset field of `self` from `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        macro_rules! merge {
+            ($($f:ident),* $(,)?) => { Settings { $($f: self.$f.or(lower.$f)),* } };
+        }
+        merge!(
+            bind,
+            jwt_secret,
+            jwt_public_key_file,
+            jwt_audience,
+            jwt_issuer,
+            jwt_leeway_secs,
+            admin_keys,
+            max_connections_per_player,
+            reject_over_limit,
+            connect_rate_per_ip,
+            connect_burst_per_ip,
+            connect_rate_per_player,
+            connect_burst_per_player,
+            history_size,
+            history_ttl_secs,
+            heartbeat_secs,
+            ping_secs,
+            outbox_bytes,
+            session_ttl_secs,
+            max_message_bytes,
+            max_body_bytes,
+            shutdown_timeout_secs,
+            allowed_origins,
+            dev_token_ttl_secs,
+            redis_url,
+            log_format,
+        )
+    }
+
+    /// Applies defaults and checks values. Dev mode makes its random secret here.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let keys = match (self.jwt_secret, self.jwt_public_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set either DUALCONN_JWT_SECRET or DUALCONN_JWT_PUBLIC_KEY_FILE, not both"
+                        .into(),
+                ));
+            }
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_JWT_SECRET must be at least 32 bytes".into(),
+                    ));
+                }
+                KeySource::Secret(secret.into_bytes())
+            }
+            (None, Some(path)) => {
+                KeySource::PublicKeyPem(std::fs::read(&path).map_err(|source| {
+                    ConfigError::ReadFile { path, source }
+                })?)
+            }
+            (None, None) => KeySource::Dev {
+                secret: crate::random::bytes::<32>().to_vec(),
+            },
+        };
+        let mut admin_keys: Vec<String> = self
+            .admin_keys
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if admin_keys.iter().any(|k| k.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "every admin key must be at least 16 characters".into(),
+            ));
+        }
+        if admin_keys.is_empty() && matches!(keys, KeySource::Dev { .. }) {
+            admin_keys.push(format!("dev-admin-{}", crate::random::token()));
+        }
+        if self.redis_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "DUALCONN_REDIS_URL: cluster mode is not built yet; unset it to run one node"
+                    .into(),
+            ));
+        }
+        let secs = Duration::from_secs;
+        let positive = |name: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid(format!("{name} must be greater than 0")))
+            } else {
+                Ok(v)
+            }
+        };
+        let config = Config {
+            bind: self
+                .bind
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            auth: AuthConfig {
+                keys,
+                audience: self.jwt_audience,
+                issuer: self.jwt_issuer,
+                leeway: secs(self.jwt_leeway_secs.unwrap_or(30)),
+                admin_keys: AdminKeys(admin_keys),
+                dev_token_ttl: secs(positive(
+                    "dev_token_ttl_secs",
+                    self.dev_token_ttl_secs.unwrap_or(3600),
+                )?),
+            },
+            max_connections_per_player: positive(
+                "max_connections_per_player",
+                self.max_connections_per_player.unwrap_or(4) as u64,
+            )? as usize,
+            reject_over_limit: self.reject_over_limit.unwrap_or(false),
+            connect_per_ip: Rate {
+                per_second: positive("connect_rate_per_ip", self.connect_rate_per_ip.unwrap_or(20).into())? as u32,
+                burst: positive("connect_burst_per_ip", self.connect_burst_per_ip.unwrap_or(100).into())? as u32,
+            },
+            connect_per_player: Rate {
+                per_second: positive("connect_rate_per_player", self.connect_rate_per_player.unwrap_or(2).into())? as u32,
+                burst: positive("connect_burst_per_player", self.connect_burst_per_player.unwrap_or(10).into())? as u32,
+            },
+            history_size: self.history_size.unwrap_or(256),
+            history_ttl: secs(self.history_ttl_secs.unwrap_or(300)),
+            heartbeat_interval: secs(positive("heartbeat_secs", self.heartbeat_secs.unwrap_or(15))?),
+            ping_interval: secs(positive("ping_secs", self.ping_secs.unwrap_or(25))?),
+            outbox_bytes: positive("outbox_bytes", self.outbox_bytes.unwrap_or(1 << 20) as u64)? as usize,
+            session_ttl: secs(positive("session_ttl_secs", self.session_ttl_secs.unwrap_or(86_400))?),
+            max_message_bytes: positive("max_message_bytes", self.max_message_bytes.unwrap_or(64 * 1024) as u64)? as usize,
+            max_body_bytes: positive("max_body_bytes", self.max_body_bytes.unwrap_or(256 * 1024) as u64)? as usize,
+            shutdown_timeout: secs(self.shutdown_timeout_secs.unwrap_or(10)),
+            allowed_origins: parse_origins(self.allowed_origins.as_deref()),
+            log_format: self.log_format.unwrap_or_default(),
+            reconnect_after: Duration::from_millis(1000),
+            sse_retry: Duration::from_millis(1000),
+        };
+        Ok(config)
+    }
+}
+
+fn parse_origins(raw: Option<&str>) -> AllowedOrigins {
+    let Some(raw) = raw else {
+        return AllowedOrigins::SameOrigin;
+    };
+    let list: Vec<String> = raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if list.iter().any(|o| o == "*") {
+        AllowedOrigins::Any
+    } else if list.is_empty() {
+        AllowedOrigins::SameOrigin
+    } else {
+        AllowedOrigins::List(list)
+    }
+}
+
+impl Config {
+    /// Defaults with dev-mode auth: what `dualconn serve` runs with no settings, bound to port 0
+    /// so that tests and embedders can run many at once.
+    pub fn ephemeral() -> Config {
+        let mut config = Settings::default()
+            .resolve()
+            .expect("the built-in defaults are valid");
+        config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_defaults_fill_the_rest() {
+        let cli = Settings {
+            history_size: Some(10),
+            ..Default::default()
+        };
+        let file: Settings = toml::from_str("history_size = 99\nping_secs = 7").unwrap();
+        let config = cli.or(file).resolve().unwrap();
+        assert_eq!(config.history_size, 10);
+        assert_eq!(config.ping_interval, Duration::from_secs(7));
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(15));
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8000");
+        assert!(config.auth.dev_mode());
+        assert_eq!(config.auth.admin_keys.0.len(), 1);
+    }
+
+    #[test]
+    fn a_secret_turns_dev_mode_off_and_short_secrets_are_refused() {
+        let ok = Settings {
+            jwt_secret: Some("x".repeat(32)),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(!ok.auth.dev_mode());
+        assert!(ok.auth.admin_keys.0.is_empty());
+        assert!(
+            Settings {
+                jwt_secret: Some("short".into()),
+                ..Default::default()
+            }
+            .resolve()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_an_error() {
+        assert!(toml::from_str::<Settings>("histroy_size = 1").is_err());
+    }
+
+    #[test]
+    fn origins_parse() {
+        assert_eq!(parse_origins(None), AllowedOrigins::SameOrigin);
+        assert_eq!(parse_origins(Some("*")), AllowedOrigins::Any);
+        assert_eq!(
+            parse_origins(Some("https://A.example/, http://b.example")),
+            AllowedOrigins::List(vec!["https://a.example".into(), "http://b.example".into()])
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = Settings {
+            jwt_secret: Some("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into()),
+            admin_keys: Some("admin-key-0123456789".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cr3t"));
+        assert!(!text.contains("admin-key-0123456789"));
+    }
+}

@@ -1,0 +1,592 @@
+//! The transport-free core: players, sessions, streams, outboxes and statistics.
+//!
+//! Per-player state lives in shards, each behind a mutex held for microseconds and never
+//! across an `.await`. Everything that must be ordered for one player (numbering, history,
+//! fan-out, joining, session changes) happens under that player's shard lock, which is what
+//! makes resume gap-free: see [`Hub::connect`].
+
+mod conn;
+mod outbox;
+mod player;
+mod stats;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+pub use conn::{CloseReason, Conn, ConnKind};
+pub use outbox::{Frame, Outbox, Pushed};
+pub use player::REPLACED_SESSIONS_REMEMBERED;
+pub use stats::{Counters, Establishment};
+
+use player::Player;
+
+use crate::wire::{self, local};
+
+pub type PlayerId = Arc<str>;
+pub type SessionId = Arc<str>;
+
+const SHARDS: usize = 64;
+
+/// The hub's knobs, a subset of [`crate::config::Config`].
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub max_connections_per_player: usize,
+    pub reject_over_limit: bool,
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    pub outbox_bytes: usize,
+    pub session_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub ping_interval: Duration,
+    /// An SSE write pending longer than this makes the stream unhealthy.
+    pub write_timeout: Duration,
+}
+
+impl From<&crate::config::Config> for HubConfig {
+    fn from(c: &crate::config::Config) -> HubConfig {
+        HubConfig {
+            max_connections_per_player: c.max_connections_per_player,
+            reject_over_limit: c.reject_over_limit,
+            history_size: c.history_size,
+            history_ttl: c.history_ttl,
+            outbox_bytes: c.outbox_bytes,
+            session_ttl: c.session_ttl,
+            heartbeat_interval: c.heartbeat_interval,
+            ping_interval: c.ping_interval,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An event to publish to a player's stream.
+pub struct Event<'a> {
+    pub event_type: &'a str,
+    pub room_id: Option<&'a str>,
+    /// Already-serialized JSON, so a broadcast serializes its payload once.
+    pub data: &'a RawValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence_number: u64,
+    /// Connections the event was queued on.
+    pub connections: usize,
+}
+
+/// A connection asking to join.
+pub struct Join<'a> {
+    pub player: &'a PlayerId,
+    pub kind: ConnKind,
+    /// `None` joins the current session (or starts one).
+    pub session_id: Option<&'a str>,
+    /// Resume cursor: the last sequence number the client has.
+    pub cursor: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("this session was replaced by a newer one")]
+    StaleSession,
+    #[error("another session is live for this player")]
+    SessionConflict,
+    #[error("the player already holds the maximum number of connections")]
+    TooManyConnections,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("this session id was replaced and cannot be made current again")]
+    Replaced,
+}
+
+pub struct NewSession {
+    pub session_id: SessionId,
+    pub disconnected: usize,
+}
+
+pub struct SessionSnapshot {
+    pub session_id: SessionId,
+    pub created: SystemTime,
+    pub websocket: usize,
+    pub sse: usize,
+}
+
+/// One player's connections as an operator sees them.
+pub struct PlayerSnapshot {
+    pub session_id: Option<SessionId>,
+    pub websocket: TransportSnapshot,
+    pub sse: TransportSnapshot,
+    pub last_seen: Option<SystemTime>,
+}
+
+#[derive(Default)]
+pub struct TransportSnapshot {
+    pub connection_ids: Vec<String>,
+    pub healthy: usize,
+    pub last_activity: Option<SystemTime>,
+}
+
+impl TransportSnapshot {
+    pub fn count(&self) -> usize {
+        self.connection_ids.len()
+    }
+}
+
+/// Current, cluster-free counts for the stats routes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StatsSnapshot {
+    pub players_online: usize,
+    pub websocket_only: usize,
+    pub sse_only: usize,
+    pub dual: usize,
+    pub websocket_connections: usize,
+    pub sse_connections: usize,
+    pub websocket_healthy: usize,
+    pub sse_healthy: usize,
+    pub sessions: usize,
+    pub sessions_with_connections: usize,
+    /// Players held in memory, online or not: what the session ttl frees.
+    pub players_known: usize,
+}
+
+pub struct Hub {
+    shards: Box<[Mutex<HashMap<PlayerId, Player>>]>,
+    /// Picks a player's shard; seeded per process so ids cannot be chosen to collide.
+    hasher: RandomState,
+    config: HubConfig,
+    pub counters: Counters,
+    /// Random per process, so connection ids never repeat across restarts or nodes.
+    conn_prefix: String,
+    next_conn: AtomicU64,
+    /// Origin of the connections' liveness clocks (tokio time, so tests can pause it).
+    epoch: Instant,
+    epoch_wall: SystemTime,
+    shutting_down: AtomicBool,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            config,
+            counters: Counters::default(),
+            conn_prefix: crate::random::token()[..8].to_owned(),
+            next_conn: AtomicU64::new(1),
+            epoch: Instant::now(),
+            epoch_wall: SystemTime::now(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn shard(&self, player: &str) -> &Mutex<HashMap<PlayerId, Player>> {
+        let i = self.hasher.hash_one(player) as usize % SHARDS;
+        &self.shards[i]
+    }
+
+    fn history_bytes(&self) -> usize {
+        self.config.outbox_bytes / 2
+    }
+
+    /// Registers a connection and queues its opening events.
+    ///
+    /// **Ordering.** Under the player's shard lock this: resolves the session, evicts past
+    /// the cap, queues `connected`, then `recovery` and the replay from history, and only then
+    /// adds the connection to the player's fan-out list. [`Hub::publish`] numbers an event,
+    /// appends it to history and pushes it to the fan-out list under the same lock. So every
+    /// event is either published before the join (its number is at most `next_seq - 1` and it
+    /// is in the replay if retained) or after it (it reaches the outbox after the replay).
+    /// No event falls in between and none arrives twice, and per-connection order is
+    /// `sequence_number` order because the outbox is FIFO.
+    pub fn connect(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(JoinError::ShuttingDown);
+        }
+        let now = Instant::now();
+        let mut shard = self.shard(join.player).lock();
+        let history_bytes = self.history_bytes();
+        let player = shard
+            .entry(join.player.clone())
+            .or_insert_with(|| Player::new(now, history_bytes));
+        player.last_active = now;
+
+        // Session rules (SPEC §5).
+        let session = match (join.session_id, &player.session) {
+            (Some(id), _) if player.was_replaced(id) => return Err(JoinError::StaleSession),
+            (None, Some(current)) => current.id.clone(),
+            (Some(id), Some(current)) if *current.id == *id => current.id.clone(),
+            (Some(_), Some(_)) if !player.conns.is_empty() => {
+                return Err(JoinError::SessionConflict);
+            }
+            (Some(id), _) => {
+                let id = SessionId::from(id);
+                player.set_session(id.clone());
+                id
+            }
+            (None, None) => {
+                let id = SessionId::from(crate::random::token());
+                player.set_session(id.clone());
+                id
+            }
+        };
+
+        if player.conns.len() >= self.config.max_connections_per_player {
+            if self.config.reject_over_limit {
+                return Err(JoinError::TooManyConnections);
+            }
+            let excess = player.conns.len() + 1 - self.config.max_connections_per_player;
+            for old in player.conns.drain(..excess) {
+                let frame = local_frame(&old.player, local::CONNECTION_REPLACED, &wire::Empty {});
+                old.outbox.close(Some(frame), CloseReason::ConnectionReplaced);
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let prefix = match join.kind {
+            ConnKind::WebSocket => "ws",
+            ConnKind::Sse => "sse",
+        };
+        let conn = Arc::new(Conn::new(
+            format!("{prefix}_{}{n}", self.conn_prefix).into_boxed_str(),
+            join.kind,
+            join.player.clone(),
+            session.clone(),
+            self.config.outbox_bytes,
+            self.epoch,
+            self.epoch_wall,
+        ));
+
+        let mut opening = Vec::with_capacity(2);
+        opening.push(local_frame(
+            join.player,
+            local::CONNECTED,
+            &wire::ConnectedData {
+                connection_id: &conn.id,
+                connection_type: join.kind.as_str(),
+                player_id: join.player,
+                session_id: &session,
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            },
+        ));
+        if let Some(cursor) = join.cursor {
+            player.history.expire(now, self.config.history_ttl);
+            let replay = player.history.after(cursor, player.next_seq);
+            opening.push(local_frame(
+                join.player,
+                local::RECOVERY,
+                &wire::RecoveryData {
+                    recovered: replay.recovered,
+                    from_sequence_number: cursor,
+                    replayed: replay.frames.len(),
+                },
+            ));
+            opening.extend(replay.frames);
+        }
+        // History holds at most half the outbox bound, so the opening always fits.
+        conn.outbox.push_unbounded(opening);
+        player.conns.push(conn.clone());
+        player.last_seen = Some(SystemTime::now());
+        Ok(conn)
+    }
+
+    /// Removes a connection that ended, counting the stream events it never wrote.
+    pub fn disconnect(&self, conn: &Conn) {
+        Counters::add(
+            &self.counters.deliveries_failed,
+            conn.outbox.queued_stream_frames(),
+        );
+        let now = Instant::now();
+        let mut shard = self.shard(&conn.player).lock();
+        if let Some(player) = shard.get_mut(&*conn.player) {
+            player.conns.retain(|c| !std::ptr::eq(&**c, conn));
+            player.last_active = now;
+            player.last_seen = Some(SystemTime::now());
+        }
+    }
+
+    /// Numbers an event, retains it and queues it on every connection of the player.
+    pub fn publish(&self, player_id: &str, event: &Event<'_>) -> Published {
+        let now = Instant::now();
+        let mut shard = self.shard(player_id).lock();
+        let history_bytes = self.history_bytes();
+        let player = match shard.get_mut(player_id) {
+            Some(p) => p,
+            None => shard
+                .entry(PlayerId::from(player_id))
+                .or_insert_with(|| Player::new(now, history_bytes)),
+        };
+        self.publish_locked(player_id, player, event, now)
+    }
+
+    fn publish_locked(
+        &self,
+        player_id: &str,
+        player: &mut Player,
+        event: &Event<'_>,
+        now: Instant,
+    ) -> Published {
+        let seq = player.take_seq();
+        let json = wire::event_bytes(
+            event.event_type,
+            SystemTime::now(),
+            Some(seq),
+            player_id,
+            event.room_id,
+            event.data,
+        );
+        let frame = Frame {
+            seq: Some(seq),
+            json,
+        };
+        player.last_active = now;
+        player.history.expire(now, self.config.history_ttl);
+        player
+            .history
+            .push(now, frame.clone(), self.config.history_size);
+        let mut queued = 0;
+        player.conns.retain(|conn| match conn.outbox.push(frame.clone()) {
+            (Pushed::Queued, _) => {
+                queued += 1;
+                true
+            }
+            (Pushed::Overflowed, dropped) => {
+                self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.deliveries_failed, dropped + 1);
+                false
+            }
+            (Pushed::Closed, _) => {
+                Counters::add(&self.counters.deliveries_failed, 1);
+                true
+            }
+        });
+        Counters::add(&self.counters.messages_sent, queued);
+        Published {
+            sequence_number: seq,
+            connections: queued,
+        }
+    }
+
+    /// Publishes to every player with a live connection on this node.
+    pub fn broadcast(&self, event: &Event<'_>) -> Vec<(PlayerId, Published)> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for (id, player) in shard.iter_mut() {
+                if !player.conns.is_empty() {
+                    out.push((id.clone(), self.publish_locked(id, player, event, now)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Makes a session current and ends every connection of the player (SPEC §5).
+    pub fn new_session(
+        &self,
+        player_id: &PlayerId,
+        requested: Option<&str>,
+    ) -> Result<NewSession, SessionError> {
+        let now = Instant::now();
+        let mut shard = self.shard(player_id).lock();
+        let history_bytes = self.history_bytes();
+        let player = shard
+            .entry(player_id.clone())
+            .or_insert_with(|| Player::new(now, history_bytes));
+        if let Some(id) = requested {
+            if player.was_replaced(id) {
+                return Err(SessionError::Replaced);
+            }
+        }
+        let session_id = match requested {
+            Some(id) => SessionId::from(id),
+            None => SessionId::from(crate::random::token()),
+        };
+        player.set_session(session_id.clone());
+        player.last_active = now;
+        let ended: Vec<Arc<Conn>> = std::mem::take(&mut player.conns);
+        drop(shard);
+        let terminated = wire::event_bytes(
+            local::SESSION_TERMINATED,
+            SystemTime::now(),
+            None,
+            player_id,
+            None,
+            &serde_json::json!({"reason": "new_session", "session_id": &*session_id}),
+        );
+        for conn in &ended {
+            conn.outbox.close(
+                Some(Frame {
+                    seq: None,
+                    json: terminated.clone(),
+                }),
+                CloseReason::SessionReplaced,
+            );
+        }
+        Counters::add(&self.counters.session_replacements, ended.len());
+        Ok(NewSession {
+            session_id,
+            disconnected: ended.len(),
+        })
+    }
+
+    pub fn session(&self, player_id: &str) -> Option<SessionSnapshot> {
+        let shard = self.shard(player_id).lock();
+        let player = shard.get(player_id)?;
+        let session = player.session.as_ref()?;
+        let count = |kind| player.conns.iter().filter(|c| c.kind == kind).count();
+        Some(SessionSnapshot {
+            session_id: session.id.clone(),
+            created: session.created,
+            websocket: count(ConnKind::WebSocket),
+            sse: count(ConnKind::Sse),
+        })
+    }
+
+    pub fn player(&self, player_id: &str) -> PlayerSnapshot {
+        let now = Instant::now();
+        let shard = self.shard(player_id).lock();
+        let mut snap = PlayerSnapshot {
+            session_id: None,
+            websocket: TransportSnapshot::default(),
+            sse: TransportSnapshot::default(),
+            last_seen: None,
+        };
+        let Some(player) = shard.get(player_id) else {
+            return snap;
+        };
+        snap.session_id = player.session.as_ref().map(|s| s.id.clone());
+        snap.last_seen = player.last_seen;
+        for conn in &player.conns {
+            let t = match conn.kind {
+                ConnKind::WebSocket => &mut snap.websocket,
+                ConnKind::Sse => &mut snap.sse,
+            };
+            t.connection_ids.push(conn.id.to_string());
+            if self.is_healthy(conn, now) {
+                t.healthy += 1;
+            }
+            let activity = conn.last_activity();
+            t.last_activity = t.last_activity.max(Some(activity));
+        }
+        if !player.conns.is_empty() {
+            snap.last_seen = Some(SystemTime::now());
+        }
+        snap
+    }
+
+    pub fn is_healthy(&self, conn: &Conn, now: Instant) -> bool {
+        conn.is_healthy(now, self.config.ping_interval, self.config.write_timeout)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let now = Instant::now();
+        let mut s = StatsSnapshot::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            s.players_known += shard.len();
+            for player in shard.values() {
+                let (mut ws, mut sse) = (0, 0);
+                for conn in &player.conns {
+                    let healthy = self.is_healthy(conn, now) as usize;
+                    match conn.kind {
+                        ConnKind::WebSocket => {
+                            ws += 1;
+                            s.websocket_healthy += healthy;
+                        }
+                        ConnKind::Sse => {
+                            sse += 1;
+                            s.sse_healthy += healthy;
+                        }
+                    }
+                }
+                s.websocket_connections += ws;
+                s.sse_connections += sse;
+                match (ws > 0, sse > 0) {
+                    (true, true) => s.dual += 1,
+                    (true, false) => s.websocket_only += 1,
+                    (false, true) => s.sse_only += 1,
+                    (false, false) => {}
+                }
+                if ws + sse > 0 {
+                    s.players_online += 1;
+                }
+                if player.session.is_some() {
+                    s.sessions += 1;
+                    if ws + sse > 0 {
+                        s.sessions_with_connections += 1;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Forgets players idle past `session_ttl` and drops expired history. Memory then tracks
+    /// the players present, not every player ever seen (SPEC §5).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.retain(|_, player| {
+                player.history.expire(now, self.config.history_ttl);
+                !player.conns.is_empty()
+                    || now.saturating_duration_since(player.last_active) < self.config.session_ttl
+            });
+            if shard.capacity() > 2 * shard.len() + 16 {
+                shard.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Refuses new connections and tells every open one to go (SPEC §11).
+    pub fn shutdown_all(&self, reconnect_after: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        let data = serde_json::json!({"reconnect_after_ms": reconnect_after.as_millis() as u64});
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for conn in shard.values().flat_map(|p| &p.conns) {
+                let frame = local_frame(&conn.player, local::SERVER_SHUTDOWN, &data);
+                conn.outbox.close(Some(frame), CloseReason::ServerShutdown);
+            }
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Queues a connection-local event on one connection, within its bound.
+    pub fn send_local<D: Serialize + ?Sized>(&self, conn: &Conn, event_type: &str, data: &D) {
+        let (pushed, _) = conn.outbox.push(local_frame(&conn.player, event_type, data));
+        if pushed == Pushed::Overflowed {
+            self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection-local event (SPEC §12.2): no sequence number, never in history.
+pub fn local_frame<D: Serialize + ?Sized>(player: &str, event_type: &str, data: &D) -> Frame {
+    Frame {
+        seq: None,
+        json: wire::event_bytes(event_type, SystemTime::now(), None, player, None, data),
+    }
+}
+
+#[cfg(test)]
+mod tests;

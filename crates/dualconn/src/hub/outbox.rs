@@ -1,0 +1,217 @@
+//! A connection's bounded outbound queue: the only thing a publisher touches.
+//!
+//! Publishers push without ever awaiting; the connection's writer task drains everything queued
+//! in one go, so events that pile up leave in one write. The bound is in bytes, because one
+//! huge event costs as much as thousands of small ones.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::CloseReason;
+
+/// One event's bytes on its way to a socket.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The stream position, for SSE's `id:` line; `None` for connection-local events.
+    pub seq: Option<u64>,
+    pub json: Bytes,
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The frame would have passed the bound: the queue was dropped and the connection is
+    /// closing as a slow consumer.
+    Overflowed,
+    /// The connection is already closing; nothing more is taken.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    /// Sum of the queued frames' lengths.
+    bytes: usize,
+    /// Set once; the writer sends what is queued, then closes with this.
+    close: Option<CloseReason>,
+}
+
+pub struct Outbox {
+    /// Held only to push or swap out frames, never across an await.
+    state: Mutex<State>,
+    /// Wakes the single writer; a permit is stored if it is not waiting yet.
+    wake: Notify,
+    /// The byte bound from `DUALCONN_OUTBOX_BYTES`.
+    cap: usize,
+}
+
+/// Stream frames dropped when an outbox closed, for the failed-delivery count.
+pub type Dropped = usize;
+
+impl Outbox {
+    pub fn new(cap: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            cap,
+        }
+    }
+
+    /// Queues a frame within the bound. Overflow closes the connection as a slow consumer and
+    /// returns how many queued stream frames were dropped with it.
+    pub fn push(&self, frame: Frame) -> (Pushed, Dropped) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return (Pushed::Closed, 0);
+        }
+        if state.bytes + frame.json.len() > self.cap {
+            let dropped = state.frames.iter().filter(|f| f.seq.is_some()).count();
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            state.close = Some(CloseReason::SlowConsumer);
+            drop(state);
+            self.wake.notify_one();
+            return (Pushed::Overflowed, dropped);
+        }
+        state.bytes += frame.json.len();
+        state.frames.push_back(frame);
+        drop(state);
+        self.wake.notify_one();
+        (Pushed::Queued, 0)
+    }
+
+    /// Queues frames that must go out whatever the bound, such as the `connected` event and a
+    /// replay whose size history already bounds.
+    pub fn push_unbounded(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return;
+        }
+        for frame in frames {
+            state.bytes += frame.json.len();
+            state.frames.push_back(frame);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Starts closing: `last` is queued behind what is there and nothing is taken after it.
+    /// Returns false if the connection was already closing.
+    pub fn close(&self, last: Option<Frame>, reason: CloseReason) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        if let Some(frame) = last {
+            state.bytes += frame.json.len();
+            state.frames.push_back(frame);
+        }
+        state.close = Some(reason);
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Waits until there is something to do: moves every queued frame into `out` and, once the
+    /// queue is empty and closing has begun, returns the reason.
+    ///
+    /// Cancel-safe: frames are moved out only in the same poll that returns.
+    pub async fn next(&self, out: &mut Vec<Frame>) -> Option<CloseReason> {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if !state.frames.is_empty() {
+                    out.extend(state.frames.drain(..));
+                    state.bytes = 0;
+                    if state.frames.capacity() > 64 {
+                        // A burst should not pin its queue's memory for the connection's life.
+                        state.frames.shrink_to(8);
+                    }
+                    return None;
+                }
+                if let Some(reason) = state.close {
+                    return Some(reason);
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// The close reason, once closing has begun.
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.state.lock().close
+    }
+
+    /// Bytes waiting, for the health model.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Stream frames still queued, for the failed-delivery count when a connection ends.
+    pub fn queued_stream_frames(&self) -> usize {
+        let state = self.state.lock();
+        state.frames.iter().filter(|f| f.seq.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u64, len: usize) -> Frame {
+        Frame {
+            seq: Some(seq),
+            json: Bytes::from(vec![b'x'; len]),
+        }
+    }
+
+    #[tokio::test]
+    async fn drains_everything_queued_in_one_batch() {
+        let outbox = Outbox::new(100);
+        assert_eq!(outbox.push(frame(1, 10)), (Pushed::Queued, 0));
+        assert_eq!(outbox.push(frame(2, 10)), (Pushed::Queued, 0));
+        let mut out = Vec::new();
+        assert_eq!(outbox.next(&mut out).await, None);
+        assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(1), Some(2)]);
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn overflow_drops_the_queue_and_closes_as_slow_consumer() {
+        let outbox = Outbox::new(25);
+        outbox.push(frame(1, 10));
+        outbox.push(frame(2, 10));
+        assert_eq!(outbox.push(frame(3, 10)), (Pushed::Overflowed, 2));
+        assert_eq!(outbox.push(frame(4, 1)), (Pushed::Closed, 0));
+        let mut out = Vec::new();
+        assert_eq!(
+            outbox.next(&mut out).await,
+            Some(CloseReason::SlowConsumer)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_last_frame_goes_out_before_the_close_and_nothing_after() {
+        let outbox = Outbox::new(100);
+        outbox.push(frame(1, 1));
+        assert!(outbox.close(Some(frame(2, 1)), CloseReason::SessionReplaced));
+        assert!(!outbox.close(None, CloseReason::ServerShutdown));
+        assert_eq!(outbox.push(frame(3, 1)).0, Pushed::Closed);
+        let mut out = Vec::new();
+        assert_eq!(outbox.next(&mut out).await, None);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            outbox.next(&mut out).await,
+            Some(CloseReason::SessionReplaced)
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! One player's state: its stream position, retained history, session and live connections.
+//! Always accessed under its shard's lock, so nothing here is synchronised itself.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::SessionId;
+use super::conn::Conn;
+use super::outbox::Frame;
+
+/// How many replaced session ids a player remembers, so that a flood of new sessions cannot
+/// grow memory. Older replaced ids are forgotten and could rejoin only as a new session.
+pub const REPLACED_SESSIONS_REMEMBERED: usize = 32;
+
+pub struct Session {
+    pub id: SessionId,
+    pub created: SystemTime,
+}
+
+pub struct Player {
+    /// The next stream position. Seeded from the clock in microseconds, so a node that
+    /// restarts without state still continues above every number it gave before (SPEC §3).
+    pub next_seq: u64,
+    pub session: Option<Session>,
+    /// Session ids this player has had replaced, newest last (SPEC §5's stale-session fence).
+    pub replaced: VecDeque<SessionId>,
+    /// Live connections, oldest first, which is the order eviction follows.
+    pub conns: Vec<Arc<Conn>>,
+    pub history: History,
+    /// Last time anything happened to this player; it is forgotten `session_ttl` after this
+    /// when it has no connections.
+    pub last_active: Instant,
+    /// When the player was last seen connected, for `presence.last_seen`.
+    pub last_seen: Option<SystemTime>,
+}
+
+impl Player {
+    pub fn new(now: Instant, history_bytes: usize) -> Player {
+        Player {
+            next_seq: clock_seed(),
+            session: None,
+            replaced: VecDeque::new(),
+            conns: Vec::new(),
+            history: History::new(history_bytes),
+            last_active: now,
+            last_seen: None,
+        }
+    }
+
+    pub fn was_replaced(&self, id: &str) -> bool {
+        self.replaced.iter().any(|r| &**r == id)
+    }
+
+    /// Makes `id` current, fencing the previous id off.
+    pub fn set_session(&mut self, id: SessionId) {
+        if let Some(old) = self.session.take() {
+            if old.id != id {
+                if self.replaced.len() == REPLACED_SESSIONS_REMEMBERED {
+                    self.replaced.pop_front();
+                }
+                self.replaced.push_back(old.id);
+            }
+        }
+        self.session = Some(Session {
+            id,
+            created: SystemTime::now(),
+        });
+    }
+
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}
+
+/// Microseconds since the Unix epoch: about 1.8e15 today, far below 2^53 − 1 (9.0e15) until the
+/// 2250s, so JavaScript reads every number exactly (SPEC §12.1). A restarted node starts above
+/// the numbers it gave before as long as a player averaged under one event per microsecond.
+fn clock_seed() -> u64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    u64::try_from(micros).unwrap_or(u64::MAX)
+}
+
+/// Retained events for resume, bounded by count, age and bytes.
+pub struct History {
+    entries: VecDeque<(Instant, Frame)>,
+    /// Sum of retained frames' lengths.
+    bytes: usize,
+    /// Byte bound; at most the outbox bound, so any replay fits an empty outbox.
+    max_bytes: usize,
+}
+
+/// What a cursor finds in history.
+pub struct Replay {
+    /// True when nothing after the cursor was lost.
+    pub recovered: bool,
+    pub frames: Vec<Frame>,
+}
+
+impl History {
+    pub fn new(max_bytes: usize) -> History {
+        History {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    pub fn push(&mut self, now: Instant, frame: Frame, max_len: usize) {
+        if max_len == 0 || frame.json.len() > self.max_bytes {
+            return;
+        }
+        self.bytes += frame.json.len();
+        self.entries.push_back((now, frame));
+        while self.entries.len() > max_len || self.bytes > self.max_bytes {
+            self.pop();
+        }
+    }
+
+    /// Drops entries older than `ttl`.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) {
+        while let Some((at, _)) = self.entries.front() {
+            if now.saturating_duration_since(*at) <= ttl {
+                break;
+            }
+            self.pop();
+        }
+        if self.entries.is_empty() && self.entries.capacity() > 0 {
+            self.entries = VecDeque::new();
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, frame)) = self.entries.pop_front() {
+            self.bytes -= frame.json.len();
+        }
+    }
+
+    /// Everything retained after `cursor`. `next_seq` is the stream's next position: a cursor at
+    /// or past it has nothing to replay and, past it, is not from this stream (SPEC §12.4).
+    pub fn after(&self, cursor: u64, next_seq: u64) -> Replay {
+        if cursor >= next_seq {
+            return Replay {
+                recovered: cursor + 1 == next_seq,
+                frames: Vec::new(),
+            };
+        }
+        let frames: Vec<Frame> = self
+            .entries
+            .iter()
+            .filter(|(_, f)| f.seq.is_some_and(|s| s > cursor))
+            .map(|(_, f)| f.clone())
+            .collect();
+        // Complete when the first retained event after the cursor is the very next one, or
+        // when the cursor is the last event given.
+        let first_missing = cursor + 1;
+        let recovered = match frames.first().and_then(|f| f.seq) {
+            Some(first) => first == first_missing,
+            None => first_missing == next_seq,
+        };
+        Replay { recovered, frames }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(seq: u64) -> Frame {
+        Frame {
+            seq: Some(seq),
+            json: Bytes::from_static(b"0123456789"),
+        }
+    }
+
+    #[test]
+    fn bounds_by_count_and_bytes() {
+        let now = Instant::now();
+        let mut h = History::new(35);
+        for seq in 1..=5 {
+            h.push(now, frame(seq), 4);
+        }
+        assert_eq!(h.len(), 3, "35 bytes hold three 10-byte frames");
+        assert_eq!(h.bytes(), 30);
+        let mut h = History::new(1000);
+        for seq in 1..=5 {
+            h.push(now, frame(seq), 4);
+        }
+        assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn replay_outcomes() {
+        let now = Instant::now();
+        let mut h = History::new(1000);
+        for seq in 10..15 {
+            h.push(now, frame(seq), 3);
+        }
+        // Retained: 12, 13, 14; next is 15.
+        let r = h.after(11, 15);
+        assert!(r.recovered);
+        assert_eq!(r.frames.len(), 3);
+        let r = h.after(5, 15);
+        assert!(!r.recovered, "10 and 11 are gone");
+        assert_eq!(r.frames.len(), 3, "everything retained is still replayed");
+        let r = h.after(14, 15);
+        assert!(r.recovered);
+        assert!(r.frames.is_empty());
+        let r = h.after(99, 15);
+        assert!(!r.recovered, "a cursor ahead of the stream");
+        assert!(r.frames.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
+        let mut h = History::new(1000);
+        h.push(Instant::now(), frame(1), 10);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        h.push(Instant::now(), frame(2), 10);
+        h.expire(Instant::now(), Duration::from_secs(300));
+        assert_eq!(h.len(), 1);
+    }
+}

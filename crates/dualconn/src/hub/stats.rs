@@ -1,0 +1,70 @@
+//! Counters kept on the hot path: plain relaxed atomics, never a lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::conn::ConnKind;
+
+/// Running totals since start. Current counts (connections, players) are not kept here: they
+/// are read off the player shards when asked, so they can never drift from the truth.
+#[derive(Default)]
+pub struct Counters {
+    /// Stream events times the connections they were addressed to.
+    pub messages_sent: AtomicU64,
+    /// Stream events written to a socket.
+    pub deliveries_ok: AtomicU64,
+    /// Stream events dropped: by overflow, or queued when a connection ended.
+    pub deliveries_failed: AtomicU64,
+    /// Connections closed because their outbox overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Connections evicted by the per-player cap.
+    pub evictions: AtomicU64,
+    /// Connections ended by a new session.
+    pub session_replacements: AtomicU64,
+    pub ws_established: Establishment,
+    pub sse_established: Establishment,
+}
+
+/// Connection set-up times for one transport.
+#[derive(Default)]
+pub struct Establishment {
+    pub count: AtomicU64,
+    pub total_us: AtomicU64,
+    pub max_us: AtomicU64,
+}
+
+impl Establishment {
+    pub fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// (count, average ms, max ms)
+    pub fn summary(&self) -> (u64, f64, f64) {
+        let count = self.count.load(Ordering::Relaxed);
+        let total = self.total_us.load(Ordering::Relaxed) as f64;
+        let avg = if count == 0 {
+            0.0
+        } else {
+            total / count as f64 / 1000.0
+        };
+        (count, avg, self.max_us.load(Ordering::Relaxed) as f64 / 1000.0)
+    }
+}
+
+impl Counters {
+    pub fn establishment(&self, kind: ConnKind) -> &Establishment {
+        match kind {
+            ConnKind::WebSocket => &self.ws_established,
+            ConnKind::Sse => &self.sse_established,
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+use super::*;
+
+fn config() -> HubConfig {
+    HubConfig {
+        max_connections_per_player: 4,
+        reject_over_limit: false,
+        history_size: 256,
+        history_ttl: Duration::from_secs(300),
+        outbox_bytes: 1 << 20,
+        session_ttl: Duration::from_secs(3600),
+        heartbeat_interval: Duration::from_secs(15),
+        ping_interval: Duration::from_secs(25),
+        write_timeout: Duration::from_secs(10),
+    }
+}
+
+fn join<'a>(player: &'a PlayerId, kind: ConnKind, session: Option<&'a str>) -> Join<'a> {
+    Join {
+        player,
+        kind,
+        session_id: session,
+        cursor: None,
+    }
+}
+
+fn data() -> Box<RawValue> {
+    RawValue::from_string(r#"{"n":1}"#.into()).unwrap()
+}
+
+async fn drain(conn: &Conn) -> (Vec<serde_json::Value>, Option<CloseReason>) {
+    let mut out = Vec::new();
+    let mut frames = Vec::new();
+    loop {
+        let close = tokio::time::timeout(Duration::from_millis(10), conn.outbox.next(&mut frames))
+            .await
+            .ok()
+            .flatten();
+        let done = close.is_some() || frames.is_empty();
+        out.extend(
+            frames
+                .drain(..)
+                .map(|f| serde_json::from_slice::<serde_json::Value>(&f.json).unwrap()),
+        );
+        if done {
+            return (out, close);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_connection_of_a_player_gets_each_event_once_in_order() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "alice".into();
+    let ws = hub.connect(join(&p, ConnKind::WebSocket, None)).unwrap();
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).unwrap();
+    assert_eq!(ws.session, sse.session, "no session id joins the current one");
+    let d = data();
+    let event = Event {
+        event_type: "chat",
+        room_id: None,
+        data: &d,
+    };
+    let a = hub.publish(&p, &event);
+    let b = hub.publish(&p, &event);
+    assert_eq!(a.connections, 2);
+    assert_eq!(b.sequence_number, a.sequence_number + 1);
+    for conn in [&ws, &sse] {
+        let (events, close) = drain(conn).await;
+        assert_eq!(close, None);
+        let types: Vec<_> = events.iter().map(|e| e["event_type"].clone()).collect();
+        assert_eq!(types, ["connected", "chat", "chat"]);
+        assert_eq!(events[1]["sequence_number"], a.sequence_number);
+        assert_eq!(events[2]["sequence_number"], b.sequence_number);
+    }
+}
+
+#[tokio::test]
+async fn session_rules() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "bob".into();
+    let first = hub.connect(join(&p, ConnKind::WebSocket, Some("s1"))).unwrap();
+    assert_eq!(
+        hub.connect(join(&p, ConnKind::Sse, Some("s2"))).err(),
+        Some(JoinError::SessionConflict)
+    );
+    let ended = hub.new_session(&p, Some("s3")).unwrap();
+    assert_eq!(ended.disconnected, 1);
+    let (events, close) = drain(&first).await;
+    assert_eq!(events.last().unwrap()["event_type"], "session_terminated");
+    assert_eq!(events.last().unwrap()["data"]["reason"], "new_session");
+    assert_eq!(close, Some(CloseReason::SessionReplaced));
+    assert_eq!(
+        hub.connect(join(&p, ConnKind::Sse, Some("s1"))).err(),
+        Some(JoinError::StaleSession)
+    );
+    assert!(matches!(
+        hub.new_session(&p, Some("s1")),
+        Err(SessionError::Replaced)
+    ));
+    // No live connection: a new id takes over and fences the old one.
+    let c = hub.connect(join(&p, ConnKind::Sse, Some("s4"))).unwrap();
+    assert_eq!(&*c.session, "s4");
+    hub.disconnect(&c);
+    assert_eq!(
+        hub.connect(join(&p, ConnKind::Sse, Some("s3"))).err(),
+        Some(JoinError::StaleSession)
+    );
+}
+
+#[tokio::test]
+async fn replaced_session_memory_is_bounded() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "flood".into();
+    for i in 0..1000 {
+        hub.new_session(&p, Some(&format!("s{i}"))).unwrap();
+    }
+    let shard = hub.shard(&p).lock();
+    assert_eq!(shard[&p].replaced.len(), REPLACED_SESSIONS_REMEMBERED);
+}
+
+#[tokio::test]
+async fn the_cap_evicts_the_oldest_with_connection_replaced() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "carol".into();
+    let conns: Vec<_> = (0..5)
+        .map(|_| hub.connect(join(&p, ConnKind::Sse, None)).unwrap())
+        .collect();
+    let (events, close) = drain(&conns[0]).await;
+    assert_eq!(events.last().unwrap()["event_type"], "connection_replaced");
+    assert_eq!(close, Some(CloseReason::ConnectionReplaced));
+    assert_eq!(hub.stats().sse_connections, 4);
+}
+
+#[tokio::test]
+async fn resume_replays_after_the_cursor_then_goes_live() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "dave".into();
+    let d = data();
+    let event = Event {
+        event_type: "tick",
+        room_id: Some("hall"),
+        data: &d,
+    };
+    let seqs: Vec<u64> = (0..5).map(|_| hub.publish(&p, &event).sequence_number).collect();
+    let conn = hub
+        .connect(Join {
+            player: &p,
+            kind: ConnKind::WebSocket,
+            session_id: None,
+            cursor: Some(seqs[1]),
+        })
+        .unwrap();
+    let live = hub.publish(&p, &event).sequence_number;
+    let (events, _) = drain(&conn).await;
+    assert_eq!(events[0]["event_type"], "connected");
+    assert_eq!(events[1]["event_type"], "recovery");
+    assert_eq!(events[1]["data"]["recovered"], true);
+    assert_eq!(events[1]["data"]["replayed"], 3);
+    let got: Vec<u64> = events[2..]
+        .iter()
+        .map(|e| e["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [seqs[2], seqs[3], seqs[4], live]);
+}
+
+#[tokio::test]
+async fn an_overflowing_connection_is_dropped_and_others_are_not() {
+    let mut cfg = config();
+    cfg.outbox_bytes = 2048;
+    let hub = Hub::new(cfg);
+    let slow: PlayerId = "slow".into();
+    let conn = hub.connect(join(&slow, ConnKind::WebSocket, None)).unwrap();
+    let d = RawValue::from_string(format!(r#""{}""#, "x".repeat(300))).unwrap();
+    let event = Event {
+        event_type: "big",
+        room_id: None,
+        data: &d,
+    };
+    let mut last = None;
+    for _ in 0..10 {
+        last = Some(hub.publish(&slow, &event));
+    }
+    assert_eq!(last.unwrap().connections, 0);
+    assert_eq!(conn.outbox.closing(), Some(CloseReason::SlowConsumer));
+    assert_eq!(hub.counters.slow_consumers.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_player_is_forgotten_after_the_session_ttl() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "eve".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).unwrap();
+    tokio::time::advance(Duration::from_secs(7200)).await;
+    hub.sweep();
+    assert_eq!(hub.stats().players_known, 1, "connected players are kept");
+    hub.disconnect(&conn);
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    hub.sweep();
+    assert_eq!(hub.stats().players_known, 1, "not idle for the ttl yet");
+    assert!(hub.session(&p).is_some());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    hub.sweep();
+    assert_eq!(hub.stats().players_known, 0);
+    assert!(hub.session(&p).is_none());
+}
+
+#[tokio::test]
+async fn shutdown_tells_everyone_and_refuses_newcomers() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "frank".into();
+    let conn = hub.connect(join(&p, ConnKind::WebSocket, None)).unwrap();
+    hub.shutdown_all(Duration::from_millis(1500));
+    let (events, close) = drain(&conn).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "server_shutdown");
+    assert_eq!(last["data"]["reconnect_after_ms"], 1500);
+    assert_eq!(close, Some(CloseReason::ServerShutdown));
+    assert_eq!(
+        hub.connect(join(&p, ConnKind::Sse, None)).err(),
+        Some(JoinError::ShuttingDown)
+    );
+}
