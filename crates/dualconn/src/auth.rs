@@ -165,7 +165,9 @@ impl Authenticator {
         // Every key is compared, with no early exit, so timing says nothing about which matched.
         self.admin_key_digests
             .iter()
-            .fold(subtle::Choice::from(0), |acc, key| acc | key.ct_eq(&presented))
+            .fold(subtle::Choice::from(0), |acc, key| {
+                acc | key.ct_eq(&presented)
+            })
             .into()
     }
 
@@ -260,7 +262,9 @@ mod tests {
     fn a_token_from_another_key_is_refused() {
         let ours = Authenticator::new(&hs("0123456789abcdef0123456789abcdef")).unwrap();
         let theirs = Authenticator::new(&hs("fedcba9876543210fedcba9876543210")).unwrap();
-        let token = theirs.mint("alice", Duration::from_secs(60), false).unwrap();
+        let token = theirs
+            .mint("alice", Duration::from_secs(60), false)
+            .unwrap();
         assert_eq!(
             ours.authenticate(&token),
             Err(AuthError::Invalid("bad signature"))

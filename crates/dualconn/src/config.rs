@@ -275,11 +275,9 @@ impl Settings {
                 }
                 KeySource::Secret(secret.into_bytes())
             }
-            (None, Some(path)) => {
-                KeySource::PublicKeyPem(std::fs::read(&path).map_err(|source| {
-                    ConfigError::ReadFile { path, source }
-                })?)
-            }
+            (None, Some(path)) => KeySource::PublicKeyPem(
+                std::fs::read(&path).map_err(|source| ConfigError::ReadFile { path, source })?,
+            ),
             (None, None) => KeySource::Dev {
                 secret: crate::random::bytes::<32>().to_vec(),
             },
@@ -309,7 +307,9 @@ impl Settings {
         let secs = Duration::from_secs;
         let positive = |name: &str, v: u64| {
             if v == 0 {
-                Err(ConfigError::Invalid(format!("{name} must be greater than 0")))
+                Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than 0"
+                )))
             } else {
                 Ok(v)
             }
@@ -335,21 +335,46 @@ impl Settings {
             )? as usize,
             reject_over_limit: self.reject_over_limit.unwrap_or(false),
             connect_per_ip: Rate {
-                per_second: positive("connect_rate_per_ip", self.connect_rate_per_ip.unwrap_or(20).into())? as u32,
-                burst: positive("connect_burst_per_ip", self.connect_burst_per_ip.unwrap_or(100).into())? as u32,
+                per_second: positive(
+                    "connect_rate_per_ip",
+                    self.connect_rate_per_ip.unwrap_or(20).into(),
+                )? as u32,
+                burst: positive(
+                    "connect_burst_per_ip",
+                    self.connect_burst_per_ip.unwrap_or(100).into(),
+                )? as u32,
             },
             connect_per_player: Rate {
-                per_second: positive("connect_rate_per_player", self.connect_rate_per_player.unwrap_or(2).into())? as u32,
-                burst: positive("connect_burst_per_player", self.connect_burst_per_player.unwrap_or(10).into())? as u32,
+                per_second: positive(
+                    "connect_rate_per_player",
+                    self.connect_rate_per_player.unwrap_or(2).into(),
+                )? as u32,
+                burst: positive(
+                    "connect_burst_per_player",
+                    self.connect_burst_per_player.unwrap_or(10).into(),
+                )? as u32,
             },
             history_size: self.history_size.unwrap_or(256),
             history_ttl: secs(self.history_ttl_secs.unwrap_or(300)),
-            heartbeat_interval: secs(positive("heartbeat_secs", self.heartbeat_secs.unwrap_or(15))?),
+            heartbeat_interval: secs(positive(
+                "heartbeat_secs",
+                self.heartbeat_secs.unwrap_or(15),
+            )?),
             ping_interval: secs(positive("ping_secs", self.ping_secs.unwrap_or(25))?),
-            outbox_bytes: positive("outbox_bytes", self.outbox_bytes.unwrap_or(1 << 20) as u64)? as usize,
-            session_ttl: secs(positive("session_ttl_secs", self.session_ttl_secs.unwrap_or(86_400))?),
-            max_message_bytes: positive("max_message_bytes", self.max_message_bytes.unwrap_or(64 * 1024) as u64)? as usize,
-            max_body_bytes: positive("max_body_bytes", self.max_body_bytes.unwrap_or(256 * 1024) as u64)? as usize,
+            outbox_bytes: positive("outbox_bytes", self.outbox_bytes.unwrap_or(1 << 20) as u64)?
+                as usize,
+            session_ttl: secs(positive(
+                "session_ttl_secs",
+                self.session_ttl_secs.unwrap_or(86_400),
+            )?),
+            max_message_bytes: positive(
+                "max_message_bytes",
+                self.max_message_bytes.unwrap_or(64 * 1024) as u64,
+            )? as usize,
+            max_body_bytes: positive(
+                "max_body_bytes",
+                self.max_body_bytes.unwrap_or(256 * 1024) as u64,
+            )? as usize,
             shutdown_timeout: secs(self.shutdown_timeout_secs.unwrap_or(10)),
             allowed_origins: parse_origins(self.allowed_origins.as_deref()),
             log_format: self.log_format.unwrap_or_default(),

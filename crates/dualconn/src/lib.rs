@@ -2,9 +2,24 @@
 //!
 //! Players hold WebSocket and Server-Sent-Events connections at once; every event for a player
 //! reaches all of them, in order, resumable from history. See `ARCHITECTURE.md` for the map.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dualconn::BuildError> {
+//! let app = dualconn::App::build(dualconn::config::Config::ephemeral()).await?;
+//! println!("listening on {}", app.local_addr());
+//! let shutdown = app.shutdown_token();
+//! tokio::spawn(app.run());
+//! shutdown.cancel();
+//! # Ok(()) }
+//! ```
 
 pub mod auth;
 pub mod config;
+pub mod delivery;
+pub mod http;
 pub mod hub;
 mod random;
+mod server;
 pub mod wire;
+
+pub use server::{App, BuildError};

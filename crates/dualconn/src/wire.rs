@@ -288,8 +288,7 @@ pub fn parse_inbound(text: &str) -> Result<Inbound, InboundError> {
 }
 
 fn parse_inbound_at(text: &str, depth: u8) -> Result<Inbound, InboundError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| InboundError::BadJson)?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| InboundError::BadJson)?;
     if !value.is_object() {
         return Err(InboundError::BadShape);
     }
@@ -308,9 +307,7 @@ fn parse_inbound_at(text: &str, depth: u8) -> Result<Inbound, InboundError> {
         }
         (Some(_), _) => Err(InboundError::BadShape),
         // One level of wrapping only: a message that wraps a wrapper is refused.
-        (None, Some(serde_json::Value::String(inner))) if depth == 0 => {
-            parse_inbound_at(&inner, 1)
-        }
+        (None, Some(serde_json::Value::String(inner))) if depth == 0 => parse_inbound_at(&inner, 1),
         _ => Err(InboundError::BadShape),
     }
 }

@@ -129,7 +129,12 @@ impl Conn {
 
     /// SPEC §9: a WebSocket is healthy while the peer spoke within 2 ping intervals; an SSE
     /// stream while its writes complete and its queue is under half its bound.
-    pub fn is_healthy(&self, now: Instant, ping_interval: Duration, write_timeout: Duration) -> bool {
+    pub fn is_healthy(
+        &self,
+        now: Instant,
+        ping_interval: Duration,
+        write_timeout: Duration,
+    ) -> bool {
         if self.outbox.closing().is_some() {
             return false;
         }
@@ -137,7 +142,8 @@ impl Conn {
             ConnKind::WebSocket => self.idle_for(now) < ping_interval * 2,
             ConnKind::Sse => {
                 let queued = self.outbox.queued_bytes();
-                queued < self.outbox.cap() / 2 && (queued == 0 || self.idle_for(now) < write_timeout)
+                queued < self.outbox.cap() / 2
+                    && (queued == 0 || self.idle_for(now) < write_timeout)
             }
         }
     }

@@ -251,7 +251,8 @@ impl Hub {
             let excess = player.conns.len() + 1 - self.config.max_connections_per_player;
             for old in player.conns.drain(..excess) {
                 let frame = local_frame(&old.player, local::CONNECTION_REPLACED, &wire::Empty {});
-                old.outbox.close(Some(frame), CloseReason::ConnectionReplaced);
+                old.outbox
+                    .close(Some(frame), CloseReason::ConnectionReplaced);
                 self.counters.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -359,21 +360,23 @@ impl Hub {
             .history
             .push(now, frame.clone(), self.config.history_size);
         let mut queued = 0;
-        player.conns.retain(|conn| match conn.outbox.push(frame.clone()) {
-            (Pushed::Queued, _) => {
-                queued += 1;
-                true
-            }
-            (Pushed::Overflowed, dropped) => {
-                self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                Counters::add(&self.counters.deliveries_failed, dropped + 1);
-                false
-            }
-            (Pushed::Closed, _) => {
-                Counters::add(&self.counters.deliveries_failed, 1);
-                true
-            }
-        });
+        player
+            .conns
+            .retain(|conn| match conn.outbox.push(frame.clone()) {
+                (Pushed::Queued, _) => {
+                    queued += 1;
+                    true
+                }
+                (Pushed::Overflowed, dropped) => {
+                    self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&self.counters.deliveries_failed, dropped + 1);
+                    false
+                }
+                (Pushed::Closed, _) => {
+                    Counters::add(&self.counters.deliveries_failed, 1);
+                    true
+                }
+            });
         Counters::add(&self.counters.messages_sent, queued);
         Published {
             sequence_number: seq,
@@ -408,10 +411,10 @@ impl Hub {
         let player = shard
             .entry(player_id.clone())
             .or_insert_with(|| Player::new(now, history_bytes));
-        if let Some(id) = requested {
-            if player.was_replaced(id) {
-                return Err(SessionError::Replaced);
-            }
+        if let Some(id) = requested
+            && player.was_replaced(id)
+        {
+            return Err(SessionError::Replaced);
         }
         let session_id = match requested {
             Some(id) => SessionId::from(id),
@@ -573,7 +576,9 @@ impl Hub {
 
     /// Queues a connection-local event on one connection, within its bound.
     pub fn send_local<D: Serialize + ?Sized>(&self, conn: &Conn, event_type: &str, data: &D) {
-        let (pushed, _) = conn.outbox.push(local_frame(&conn.player, event_type, data));
+        let (pushed, _) = conn
+            .outbox
+            .push(local_frame(&conn.player, event_type, data));
         if pushed == Pushed::Overflowed {
             self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }

@@ -180,7 +180,10 @@ mod tests {
         assert_eq!(outbox.push(frame(2, 10)), (Pushed::Queued, 0));
         let mut out = Vec::new();
         assert_eq!(outbox.next(&mut out).await, None);
-        assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(1), Some(2)]);
+        assert_eq!(
+            out.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            [Some(1), Some(2)]
+        );
         assert_eq!(outbox.queued_bytes(), 0);
     }
 
@@ -192,10 +195,7 @@ mod tests {
         assert_eq!(outbox.push(frame(3, 10)), (Pushed::Overflowed, 2));
         assert_eq!(outbox.push(frame(4, 1)), (Pushed::Closed, 0));
         let mut out = Vec::new();
-        assert_eq!(
-            outbox.next(&mut out).await,
-            Some(CloseReason::SlowConsumer)
-        );
+        assert_eq!(outbox.next(&mut out).await, Some(CloseReason::SlowConsumer));
         assert!(out.is_empty());
     }
 

@@ -56,13 +56,13 @@ impl Player {
 
     /// Makes `id` current, fencing the previous id off.
     pub fn set_session(&mut self, id: SessionId) {
-        if let Some(old) = self.session.take() {
-            if old.id != id {
-                if self.replaced.len() == REPLACED_SESSIONS_REMEMBERED {
-                    self.replaced.pop_front();
-                }
-                self.replaced.push_back(old.id);
+        if let Some(old) = self.session.take()
+            && old.id != id
+        {
+            if self.replaced.len() == REPLACED_SESSIONS_REMEMBERED {
+                self.replaced.pop_front();
             }
+            self.replaced.push_back(old.id);
         }
         self.session = Some(Session {
             id,
@@ -168,10 +168,12 @@ impl History {
         Replay { recovered, frames }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -50,7 +50,11 @@ impl Establishment {
         } else {
             total / count as f64 / 1000.0
         };
-        (count, avg, self.max_us.load(Ordering::Relaxed) as f64 / 1000.0)
+        (
+            count,
+            avg,
+            self.max_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
     }
 }
 

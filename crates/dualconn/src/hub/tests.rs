@@ -53,7 +53,10 @@ async fn every_connection_of_a_player_gets_each_event_once_in_order() {
     let p: PlayerId = "alice".into();
     let ws = hub.connect(join(&p, ConnKind::WebSocket, None)).unwrap();
     let sse = hub.connect(join(&p, ConnKind::Sse, None)).unwrap();
-    assert_eq!(ws.session, sse.session, "no session id joins the current one");
+    assert_eq!(
+        ws.session, sse.session,
+        "no session id joins the current one"
+    );
     let d = data();
     let event = Event {
         event_type: "chat",
@@ -78,7 +81,9 @@ async fn every_connection_of_a_player_gets_each_event_once_in_order() {
 async fn session_rules() {
     let hub = Hub::new(config());
     let p: PlayerId = "bob".into();
-    let first = hub.connect(join(&p, ConnKind::WebSocket, Some("s1"))).unwrap();
+    let first = hub
+        .connect(join(&p, ConnKind::WebSocket, Some("s1")))
+        .unwrap();
     assert_eq!(
         hub.connect(join(&p, ConnKind::Sse, Some("s2"))).err(),
         Some(JoinError::SessionConflict)
@@ -141,7 +146,9 @@ async fn resume_replays_after_the_cursor_then_goes_live() {
         room_id: Some("hall"),
         data: &d,
     };
-    let seqs: Vec<u64> = (0..5).map(|_| hub.publish(&p, &event).sequence_number).collect();
+    let seqs: Vec<u64> = (0..5)
+        .map(|_| hub.publish(&p, &event).sequence_number)
+        .collect();
     let conn = hub
         .connect(Join {
             player: &p,

@@ -1,0 +1,108 @@
+//! What every connection does whatever its transport: wait for frames, send heartbeats, end
+//! when the token expires, and leave the hub when it ends. Transports only frame the output.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::hub::{CloseReason, Conn, Counters, Frame, Hub, local_frame};
+use crate::wire::{self, local};
+
+/// A registered connection's delivery loop. Dropping it removes the connection from the hub,
+/// so a transport that ends for any reason (a close, an error, a panic) never leaks one.
+pub struct Delivery {
+    hub: Arc<Hub>,
+    conn: Arc<Conn>,
+    /// Connection-local `heartbeat` events on both transports (SPEC §12.3).
+    heartbeat: Interval,
+    /// When the token expires (plus leeway); `None` once acted on.
+    expires: Option<Instant>,
+    /// Frames moved out of the outbox, reused between batches.
+    batch: Vec<Frame>,
+}
+
+/// The next thing a transport must do.
+pub enum Next {
+    /// Write these frames, then hand the vector back to [`Delivery::finished`].
+    Frames(Vec<Frame>),
+    /// Write the transport's end (close frame, end of stream) and stop.
+    Close(CloseReason),
+}
+
+impl Delivery {
+    pub fn new(hub: Arc<Hub>, conn: Arc<Conn>, token_expires: SystemTime) -> Delivery {
+        let period = hub.config().heartbeat_interval;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let left = token_expires
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Delivery {
+            hub,
+            conn,
+            heartbeat,
+            expires: Some(Instant::now() + left),
+            batch: Vec::new(),
+        }
+    }
+
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Waits for the next batch or the end. Cancel-safe.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            let expiry = async {
+                match self.expires {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                close = self.conn.outbox.next(&mut self.batch) => {
+                    return match close {
+                        None => Next::Frames(std::mem::take(&mut self.batch)),
+                        Some(reason) => Next::Close(reason),
+                    };
+                }
+                _ = expiry => {
+                    self.expires = None;
+                    let frame = local_frame(&self.conn.player, local::TOKEN_EXPIRED, &wire::Empty {});
+                    self.conn.outbox.close(Some(frame), CloseReason::TokenExpired);
+                }
+                _ = self.heartbeat.tick() => {
+                    self.hub.send_local(&self.conn, local::HEARTBEAT, &wire::Empty {});
+                }
+            }
+        }
+    }
+
+    /// Counts a batch as delivered or lost, and keeps its buffer for the next one.
+    pub fn finished(&mut self, mut frames: Vec<Frame>, written: bool) {
+        let stream = frames.iter().filter(|f| f.seq.is_some()).count();
+        let counter = if written {
+            &self.hub.counters.deliveries_ok
+        } else {
+            &self.hub.counters.deliveries_failed
+        };
+        Counters::add(counter, stream);
+        frames.clear();
+        self.batch = frames;
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.conn);
+        if self.conn.outbox.closing() == Some(CloseReason::SlowConsumer) {
+            tracing::debug!(player = %self.conn.player, conn = %self.conn.id, "slow consumer closed");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The checks every stream (WebSocket or SSE) passes before it joins the hub, in the order
+//! SPEC §12.15 fixes: per-IP limit, authentication, authorization, validation, per-player
+//! limit, then the session rules.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, StatusCode};
+
+use super::AppState;
+use super::access::{Query, TokenPlaces, origin_allowed};
+use super::error::ApiError;
+use crate::delivery::Delivery;
+use crate::hub::{ConnKind, Join, JoinError, PlayerId};
+
+/// Where the player of a stream is named.
+pub enum PathPlayer<'a> {
+    /// `/api/ws`, `/api/events`: the token names it.
+    FromToken,
+    /// `/sse/{id}`, `/ws/{id}`: the path must match the token. `None` when the path segment
+    /// could not even be decoded, which can match no token.
+    Path(Option<&'a str>),
+}
+
+/// A stream request that passed every check but the session rules.
+pub struct Admitted {
+    pub player: PlayerId,
+    pub expires: SystemTime,
+    pub session_id: Option<String>,
+    pub cursor: Option<u64>,
+}
+
+pub fn admit(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: &Query,
+    path: PathPlayer<'_>,
+    kind: ConnKind,
+) -> Result<Admitted, ApiError> {
+    app.limits.check_ip(peer.ip())?;
+    let places = match kind {
+        ConnKind::WebSocket => TokenPlaces::WebSocket,
+        ConnKind::Sse => TokenPlaces::Http,
+    };
+    let principal = app.authenticate(headers, query, places)?;
+    let Some((player, expires)) = principal.stream_player() else {
+        return Err(ApiError::forbidden(
+            "an admin API key cannot open a player stream; use a player token",
+        ));
+    };
+    if let PathPlayer::Path(path) = path
+        && path != Some(&**player)
+    {
+        return Err(ApiError::forbidden("the token is for another player"));
+    }
+    if kind == ConnKind::WebSocket && !origin_allowed(&app.config.allowed_origins, headers) {
+        return Err(ApiError::forbidden("this Origin is not allowed"));
+    }
+    let session_id = match query.get("session_id") {
+        Some(id) if valid_session_id(id) => Some(id.to_owned()),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "session_id must match ^[A-Za-z0-9_.:-]{1,128}$",
+            ));
+        }
+        None => None,
+    };
+    let cursor = query
+        .get("last_event_id")
+        .or_else(|| {
+            headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        })
+        .map(|raw| {
+            raw.parse::<u64>()
+                .map_err(|_| ApiError::validation("last_event_id must be a sequence number"))
+        })
+        .transpose()?;
+    app.limits.check_player(player)?;
+    Ok(Admitted {
+        player: player.clone(),
+        expires,
+        session_id,
+        cursor,
+    })
+}
+
+/// Joins the hub, mapping the session rules to their HTTP answers.
+pub fn join(app: &AppState, admitted: &Admitted, kind: ConnKind) -> Result<Delivery, ApiError> {
+    let conn = app
+        .hub
+        .connect(Join {
+            player: &admitted.player,
+            kind,
+            session_id: admitted.session_id.as_deref(),
+            cursor: admitted.cursor,
+        })
+        .map_err(|e| match e {
+            JoinError::StaleSession | JoinError::SessionConflict => {
+                ApiError::session(StatusCode::CONFLICT, e.to_string())
+            }
+            JoinError::TooManyConnections => {
+                ApiError::connection(StatusCode::CONFLICT, e.to_string())
+            }
+            JoinError::ShuttingDown => {
+                ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        })?;
+    tracing::debug!(player = %admitted.player, conn = %conn.id, kind = kind.as_str(), "connected");
+    Ok(Delivery::new(Arc::clone(&app.hub), conn, admitted.expires))
+}
+
+/// SPEC §5: `^[A-Za-z0-9_.:-]{1,128}$`.
+pub fn valid_session_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}

@@ -1,0 +1,107 @@
+//! The HTTP face of the hub: routes, transports, REST handlers, errors and access checks.
+
+pub mod access;
+mod admit;
+pub mod error;
+mod rest;
+pub mod sse;
+pub mod ws;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
+use axum::routing::{get, post};
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Authenticator;
+use crate::config::{AllowedOrigins, Config};
+use crate::hub::Hub;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub hub: Arc<Hub>,
+    pub auth: Authenticator,
+    pub config: Config,
+    pub limits: access::ConnectLimits,
+    /// Owns every connection task, so shutdown can wait for all of them.
+    pub tracker: TaskTracker,
+    /// Set when shutdown begins; `/health/ready` then answers 503.
+    pub draining: AtomicBool,
+    /// Requests refused for a missing or bad credential.
+    pub auth_failures: AtomicU64,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+/// Every route, with JSON fallbacks for unknown routes and wrong methods.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .route("/api/ws", get(ws::preferred))
+        .route("/api/ws/{player_id}", get(ws::deprecated))
+        .route("/ws/{player_id}", get(ws::deprecated))
+        .route("/sse/{player_id}", get(sse::by_path))
+        .route("/api/events", get(sse::by_token))
+        // A static segment outranks `{player_id}`, so `stats` is never taken for a player.
+        .route("/api/connections/stats", get(rest::stats))
+        .route("/api/connections/{player_id}", get(rest::connection_info))
+        .route(
+            "/api/connections/{player_id}/session",
+            get(rest::get_session).post(rest::new_session),
+        )
+        .route("/api/publish", post(rest::publish))
+        .route("/health/live", get(rest::live))
+        .route("/health/ready", get(rest::ready));
+    if state.config.auth.dev_mode() {
+        api = api.route("/auth/dev-token", post(rest::dev_token));
+    }
+    let api = api
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let api = match cors(&state.config.allowed_origins) {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
+    api.with_state(state)
+}
+
+/// CORS for the REST and SSE routes (SPEC §12.24); none when only the same origin may call.
+fn cors(allowed: &AllowedOrigins) -> Option<CorsLayer> {
+    let origins = match allowed {
+        AllowedOrigins::SameOrigin => return None,
+        AllowedOrigins::Any => AllowOrigin::any(),
+        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| o.parse().ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}

@@ -1,0 +1,388 @@
+//! REST handlers: sessions, connection info, stats, publish, dev tokens and health.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::access::Query;
+use super::admit::valid_session_id;
+use super::error::ApiError;
+use crate::auth::valid_player_id;
+use crate::hub::{ConnKind, Event, PlayerId, SessionError};
+use crate::wire::{self, local};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Reads a JSON body within the size bound, with errors in the envelope.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<Option<T>> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let mut err = ApiError::validation(e.body_text());
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            err.status = status;
+            err.message = "the request body is too large".into();
+        }
+        err
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::validation(format!("invalid JSON body: {e}")))
+}
+
+/// The path's player, once the caller is known to be allowed to ask about it.
+fn path_player(path: Result<Path<String>, PathRejection>) -> ApiResult<PlayerId> {
+    match path {
+        Ok(Path(id)) if valid_player_id(&id) => Ok(PlayerId::from(id)),
+        _ => Err(ApiError::validation(
+            "player_id must match ^[A-Za-z0-9_.:@-]{1,128}$",
+        )),
+    }
+}
+
+/// The raw path segment, for the authorization check that comes before validation.
+fn raw_player(path: &Result<Path<String>, PathRejection>) -> &str {
+    path.as_ref().map(|p| p.0.as_str()).unwrap_or("")
+}
+
+fn now() -> String {
+    wire::timestamp(SystemTime::now())
+}
+
+/// `POST /api/connections/{player_id}/session`
+pub async fn new_session(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<wire::NewSessionResponse>> {
+    let query = Query::parse(uri.query());
+    app.require_manager(&headers, &query, raw_player(&path))?;
+    let player = path_player(path)?;
+    let body: Option<serde_json::Value> = json_body(body)?;
+    let requested = match &body {
+        None => None,
+        Some(serde_json::Value::Object(map)) => match map.get("session_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(id)) if valid_session_id(id) => Some(id.as_str()),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "session_id must be null or a string matching ^[A-Za-z0-9_.:-]{1,128}$",
+                ));
+            }
+        },
+        Some(_) => return Err(ApiError::validation("the body must be a JSON object")),
+    };
+    let made = app
+        .hub
+        .new_session(&player, requested)
+        .map_err(|e| match e {
+            SessionError::Replaced => ApiError::session(StatusCode::CONFLICT, e.to_string()),
+        })?;
+    tracing::info!(player = %player, ended = made.disconnected, "new session");
+    Ok(Json(wire::NewSessionResponse {
+        success: true,
+        message: "New game session established",
+        session_id: made.session_id.to_string(),
+        previous_connections_disconnected: made.disconnected,
+        timestamp: now(),
+    }))
+}
+
+/// `GET /api/connections/{player_id}/session`
+pub async fn get_session(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::SessionInfo>> {
+    let query = Query::parse(uri.query());
+    app.require_manager(&headers, &query, raw_player(&path))?;
+    let player = path_player(path)?;
+    let session = app
+        .hub
+        .session(&player)
+        .ok_or_else(|| ApiError::session(StatusCode::NOT_FOUND, "this player has no session"))?;
+    let mut types = Vec::with_capacity(2);
+    if session.websocket > 0 {
+        types.push(ConnKind::WebSocket.as_str());
+    }
+    if session.sse > 0 {
+        types.push(ConnKind::Sse.as_str());
+    }
+    Ok(Json(wire::SessionInfo {
+        player_id: player.to_string(),
+        session_id: session.session_id.to_string(),
+        session_created: wire::timestamp(session.created),
+        active_connections: session.websocket + session.sse,
+        connection_types: types,
+    }))
+}
+
+/// `GET /api/connections/{player_id}`
+pub async fn connection_info(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::ConnectionInfo>> {
+    let query = Query::parse(uri.query());
+    app.require_manager(&headers, &query, raw_player(&path))?;
+    let player = path_player(path)?;
+    let snap = app.hub.player(&player);
+    let total = snap.websocket.count() + snap.sse.count();
+    let healthy = snap.websocket.healthy + snap.sse.healthy;
+    let transport = |t: crate::hub::TransportSnapshot| {
+        let health = health_word(t.count(), t.healthy);
+        (
+            wire::TransportInfo {
+                count: t.count(),
+                last_activity: t.last_activity.map(wire::timestamp),
+                connection_ids: t.connection_ids,
+            },
+            health,
+        )
+    };
+    let (websocket, websocket_health) = transport(snap.websocket);
+    let (sse, sse_health) = transport(snap.sse);
+    Ok(Json(wire::ConnectionInfo {
+        player_id: player.to_string(),
+        session_id: snap.session_id.map(|s| s.to_string()),
+        connections: wire::TransportConnections { websocket, sse },
+        presence: wire::Presence {
+            status: if total > 0 { "online" } else { "offline" },
+            last_seen: snap.last_seen.map(wire::timestamp),
+            total_connections: total,
+        },
+        health: wire::PlayerHealth {
+            overall_health: health_word(total, healthy),
+            websocket_health,
+            sse_health,
+        },
+    }))
+}
+
+/// SPEC §9 and §12.12.
+fn health_word(total: usize, healthy: usize) -> &'static str {
+    match (total, healthy) {
+        (0, _) => "no_connections",
+        (t, h) if h == t => "healthy",
+        (_, 0) => "unhealthy",
+        _ => "degraded",
+    }
+}
+
+/// healthy ÷ total × 100, and 100.0 with nothing to measure.
+pub fn percentage(part: usize, total: usize) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+/// `GET /api/connections/stats`
+pub async fn stats(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::StatsResponse>> {
+    app.require_admin(&headers, &Query::parse(uri.query()))?;
+    let s = app.hub.stats();
+    let total = s.websocket_connections + s.sse_connections;
+    let healthy = s.websocket_healthy + s.sse_healthy;
+    Ok(Json(wire::StatsResponse {
+        total_players: s.players_online,
+        total_connections: total,
+        connection_distribution: wire::ConnectionDistribution {
+            websocket_only: s.websocket_only,
+            sse_only: s.sse_only,
+            dual_connections: s.dual,
+        },
+        session_statistics: wire::SessionStatistics {
+            total_sessions: s.sessions,
+            average_connections_per_session: if s.sessions_with_connections == 0 {
+                0.0
+            } else {
+                total as f64 / s.sessions_with_connections as f64
+            },
+        },
+        health_statistics: wire::HealthStatistics {
+            healthy_connections: healthy,
+            unhealthy_connections: total - healthy,
+            health_percentage: percentage(healthy, total),
+        },
+    }))
+}
+
+/// Most players one publish may name.
+const MAX_PUBLISH_TARGETS: usize = 10_000;
+
+/// `POST /api/publish`
+pub async fn publish(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<wire::PublishResponse>> {
+    app.require_admin(&headers, &Query::parse(uri.query()))?;
+    let req: wire::PublishRequest =
+        json_body(body)?.ok_or_else(|| ApiError::validation("a JSON body is required"))?;
+    if !valid_event_type(&req.event_type) {
+        return Err(ApiError::validation(
+            "event_type must match ^[A-Za-z0-9_.:-]{1,64}$",
+        ));
+    }
+    if local::ALL.contains(&req.event_type.as_str()) {
+        return Err(ApiError::validation(
+            "this event_type is reserved for connection-local events",
+        ));
+    }
+    if let Some(room) = &req.room_id
+        && !valid_session_id(room)
+    {
+        return Err(ApiError::validation(
+            "room_id must match ^[A-Za-z0-9_.:-]{1,128}$",
+        ));
+    }
+    // Compact once, so no event carries a newline into SSE framing and broadcasts reuse it.
+    let data: Box<RawValue> = match &req.data {
+        Some(raw) => {
+            let value: serde_json::Value = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))?;
+            serde_json::value::to_raw_value(&value)
+                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))?
+        }
+        None => RawValue::from_string("{}".into()).unwrap_or_default(),
+    };
+    let event = Event {
+        event_type: &req.event_type,
+        room_id: req.room_id.as_deref(),
+        data: &data,
+    };
+    let events = match (req.player_ids, req.broadcast) {
+        (Some(ids), false) => {
+            if ids.is_empty() || ids.len() > MAX_PUBLISH_TARGETS {
+                return Err(ApiError::validation(format!(
+                    "player_ids must name 1 to {MAX_PUBLISH_TARGETS} players"
+                )));
+            }
+            if let Some(bad) = ids.iter().find(|id| !valid_player_id(id)) {
+                return Err(
+                    ApiError::validation("player_ids holds an invalid id").with_details(
+                        serde_json::json!({"player_id": bad.chars().take(128).collect::<String>()}),
+                    ),
+                );
+            }
+            let mut seen = HashSet::new();
+            ids.into_iter()
+                .filter(|id| seen.insert(id.clone()))
+                .map(|id| {
+                    let published = app.hub.publish(&id, &event);
+                    published_entry(&id, published)
+                })
+                .collect()
+        }
+        (None, true) => app
+            .hub
+            .broadcast(&event)
+            .into_iter()
+            .map(|(id, published)| published_entry(&id, published))
+            .collect(),
+        _ => {
+            return Err(ApiError::validation(
+                "give either player_ids or \"broadcast\": true",
+            ));
+        }
+    };
+    Ok(Json(wire::PublishResponse {
+        success: true,
+        events,
+        timestamp: now(),
+    }))
+}
+
+fn published_entry(id: &str, p: crate::hub::Published) -> wire::PublishedEvent {
+    wire::PublishedEvent {
+        player_id: id.to_owned(),
+        sequence_number: p.sequence_number,
+        connections: p.connections,
+    }
+}
+
+fn valid_event_type(t: &str) -> bool {
+    (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+/// `POST /auth/dev-token`, routed only in dev mode.
+pub async fn dev_token(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<wire::DevTokenResponse>> {
+    app.limits.check_ip(peer.ip())?;
+    let req: wire::DevTokenRequest = json_body(body)?
+        .ok_or_else(|| ApiError::validation("body must be {\"player_id\": \"...\"}"))?;
+    if !valid_player_id(&req.player_id) {
+        return Err(ApiError::validation(
+            "player_id must match ^[A-Za-z0-9_.:@-]{1,128}$ and not be `stats`",
+        ));
+    }
+    let ttl = app.config.auth.dev_token_ttl;
+    let token = app.auth.mint(&req.player_id, ttl, false).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "system_error",
+            "cannot mint tokens",
+        )
+    })?;
+    Ok(Json(wire::DevTokenResponse {
+        access_token: token,
+        token_type: "bearer",
+        expires_in: ttl.as_secs(),
+    }))
+}
+
+pub async fn live() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// 503 while draining (SPEC §12.23), so load balancers stop sending new players here.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    if app.draining.load(Ordering::Acquire) {
+        ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_words() {
+        assert_eq!(health_word(0, 0), "no_connections");
+        assert_eq!(health_word(2, 2), "healthy");
+        assert_eq!(health_word(2, 1), "degraded");
+        assert_eq!(health_word(2, 0), "unhealthy");
+        assert_eq!(percentage(0, 0), 100.0);
+        assert_eq!(percentage(1, 4), 25.0);
+    }
+}

@@ -1,0 +1,152 @@
+//! The SSE transport: `retry:`, then `id:`/`data:` per stream event and `data:` alone for
+//! connection-local ones, no `event:` line (SPEC §4).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::access::Query;
+use super::admit::{PathPlayer, admit, join};
+use super::error::ApiError;
+use crate::delivery::{Delivery, Next};
+use crate::hub::{ConnKind, Frame};
+
+/// `GET /sse/{player_id}`.
+pub async fn by_path(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let path = path.ok();
+    let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
+    open(&app, peer, &headers, &uri, player).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/events`: the player comes from the token.
+pub async fn by_token(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    open(&app, peer, &headers, &uri, PathPlayer::FromToken)
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn open(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    uri: &Uri,
+    path: PathPlayer<'_>,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let query = Query::parse(uri.query());
+    let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse)?;
+    let delivery = join(app, &admitted, ConnKind::Sse)?;
+    let retry = Bytes::from(format!("retry: {}\n\n", app.config.sse_retry.as_millis()));
+    let state = Stream {
+        delivery,
+        opening: Some((retry, arrived)),
+    };
+    let body = futures_util::stream::unfold(state, Stream::next_chunk);
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The body's state: hyper asks for the next chunk only once the last one was written, which
+/// is what the SSE health model calls a completed write.
+struct Stream {
+    delivery: Delivery,
+    /// The `retry:` line and the request's arrival, until the first chunk goes out.
+    opening: Option<(Bytes, Instant)>,
+}
+
+impl Stream {
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, Infallible>, Stream)> {
+        self.delivery.conn().touch();
+        match self.delivery.next().await {
+            Next::Frames(frames) => {
+                let mut chunk = BytesMut::new();
+                if let Some((retry, arrived)) = self.opening.take() {
+                    chunk.put_slice(&retry);
+                    encode(&frames, &mut chunk);
+                    self.delivery
+                        .hub()
+                        .counters
+                        .establishment(ConnKind::Sse)
+                        .record(arrived.elapsed());
+                } else {
+                    encode(&frames, &mut chunk);
+                }
+                // Counted as written once handed to hyper; a failed write drops this body and
+                // the hub counts what was still queued.
+                self.delivery.finished(frames, true);
+                Some((Ok(chunk.freeze()), self))
+            }
+            Next::Close(_) => None,
+        }
+    }
+}
+
+/// Frames a batch into one chunk, so a burst leaves in one write.
+pub fn encode(frames: &[Frame], out: &mut BytesMut) {
+    out.reserve(frames.iter().map(|f| f.json.len() + 32).sum());
+    for frame in frames {
+        if let Some(seq) = frame.seq {
+            out.put_slice(b"id: ");
+            out.put_slice(itoa::Buffer::new().format(seq).as_bytes());
+            out.put_u8(b'\n');
+        }
+        // Compact JSON has no newline; anything else is split into `data:` lines, which the
+        // SSE parser joins back with `\n`.
+        for line in frame.json.split(|&b| b == b'\n') {
+            out.put_slice(b"data: ");
+            out.put_slice(line);
+            out.put_u8(b'\n');
+        }
+        out.put_u8(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_follow_the_spec() {
+        let frames = [
+            Frame {
+                seq: None,
+                json: Bytes::from_static(br#"{"event_type":"connected"}"#),
+            },
+            Frame {
+                seq: Some(42),
+                json: Bytes::from_static(b"{\"a\":\n1}"),
+            },
+        ];
+        let mut out = BytesMut::new();
+        encode(&frames, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "data: {\"event_type\":\"connected\"}\n\nid: 42\ndata: {\"a\":\ndata: 1}\n\n"
+        );
+    }
+}

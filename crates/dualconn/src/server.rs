@@ -1,0 +1,211 @@
+//! [`App`]: build binds eagerly and returns addresses tests can read; run serves until told to
+//! stop, then drains (SPEC §11).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, ConfigError};
+use crate::http::access::ConnectLimits;
+use crate::http::{self, AppState, Shared};
+use crate::hub::{Hub, HubConfig};
+
+/// Largest request head (request line and headers) hyper buffers; past it, 431.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers one request may carry.
+const MAX_HEADERS: usize = 64;
+/// A client that takes longer than this to send its request head is cut off (slowloris).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle players and stale rate-limit buckets are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready server.
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    router: Router,
+    /// Cancelled to begin a graceful shutdown.
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// Checks the configuration and binds the listener; nothing is served until [`App::run`].
+    pub async fn build(config: Config) -> Result<App, BuildError> {
+        let auth = Authenticator::new(&config.auth)?;
+        let hub = Arc::new(Hub::new(HubConfig::from(&config)));
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| BuildError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let state = AppState::new(Shared {
+            hub,
+            auth,
+            limits: ConnectLimits::new(config.connect_per_ip, config.connect_per_player),
+            config,
+            tracker: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+            auth_failures: AtomicU64::new(0),
+        });
+        let router = http::router(state.clone());
+        Ok(App {
+            listener,
+            local_addr,
+            state,
+            router,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The hub, for embedders that publish from game logic.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.state.hub
+    }
+
+    /// The admin keys in force (in dev mode, the random one), for the start-up banner.
+    pub fn admin_keys(&self) -> &[String] {
+        &self.state.config.auth.admin_keys.0
+    }
+
+    /// Mints a player token when the server holds a shared secret (dev mode or HS256).
+    pub fn mint_token(&self, player: &str, ttl: Duration) -> Option<String> {
+        self.state.auth.mint(player, ttl, false)
+    }
+
+    /// Cancel it to shut down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains and returns.
+    pub async fn run(self) {
+        let App {
+            listener,
+            state,
+            router,
+            shutdown,
+            ..
+        } = self;
+        let tracker = state.tracker.clone();
+        tracker.spawn(sweep(state.clone(), shutdown.clone()));
+
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Usually descriptor exhaustion: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            tracker.spawn(serve_connection(
+                stream,
+                peer,
+                router.clone(),
+                shutdown.clone(),
+            ));
+        }
+
+        drop(listener);
+        state.draining.store(true, Ordering::Release);
+        let reconnect_after = state.config.reconnect_after;
+        state.hub.shutdown_all(reconnect_after);
+        tracker.close();
+        let timeout = state.config.shutdown_timeout;
+        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                left = tracker.len(),
+                "connections still open after the shutdown timeout"
+            );
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// One TCP connection: HTTP/1.1 with upgrades, closed gracefully on shutdown.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_headers(MAX_HEADERS);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::trace!(error = %e, "http connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Frees idle players and stale rate-limit buckets on a timer.
+async fn sweep(state: AppState, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                state.hub.sweep();
+                state.limits.retain_recent();
+            }
+        }
+    }
+}
