@@ -17,13 +17,14 @@ export const DEFAULT_DEDUP_WINDOW = 1024;
 /**
  * The seen-set of one player's stream.
  *
- * Both transports carry the same stream, each in order, but not in step: WebSocket may be at 120
- * while SSE replays 95. So "new" means "not yet seen on either", which a high-water mark cannot
- * answer (it would drop 96..120 from SSE even if WebSocket had skipped none of them... and it would
- * drop events the faster transport has not delivered yet after a reconnect). We keep the exact set
- * of the last `capacity` sequence numbers, plus a low-water mark: everything at or below it counts
- * as seen. That is sound because every connection resumes from the highest delivered number and
- * delivers gap-free from there, so what was delivered is always a contiguous prefix of the stream.
+ * Both transports carry the same stream, each in order, but not in step and not from the same
+ * starting point: a WebSocket that connected later may deliver 60 before an SSE stream delivers
+ * 58 and 59, or a reconnecting transport may replay from an older cursor. An event is new iff
+ * neither transport has brought it yet. A high-water mark alone would drop 58 and 59 above although
+ * the app never saw them. So we keep the exact set of the last `capacity` numbers, and a low-water
+ * mark (the last number evicted) below which everything counts as seen: a transport would have to
+ * lag more than `capacity` events behind the other for that to be wrong, and reconnects always
+ * resume from the highest delivered number, so it does not.
  */
 export class StreamWindow {
   /** Sorted ascending; almost always appended to, since each transport delivers in order. */

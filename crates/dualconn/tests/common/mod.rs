@@ -1,0 +1,309 @@
+//! A real `App` on port 0 and real clients over real sockets, shared by the integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dualconn::App;
+use dualconn::config::Settings;
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const ADMIN_KEY: &str = "integration-admin-key-0123456789";
+
+/// Any await in a test is bounded, so a bug fails a test instead of hanging CI.
+pub async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("timed out waiting")
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    pub http: reqwest::Client,
+}
+
+/// Settings every test starts from: a known secret and admin key, generous limits.
+pub fn base_settings() -> Settings {
+    Settings {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        jwt_secret: Some(SECRET.into()),
+        admin_keys: Some(ADMIN_KEY.into()),
+        connect_rate_per_ip: Some(10_000),
+        connect_burst_per_ip: Some(10_000),
+        connect_rate_per_player: Some(10_000),
+        connect_burst_per_player: Some(10_000),
+        ..Default::default()
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Server {
+        let mut settings = base_settings();
+        tweak(&mut settings);
+        Server::from_settings(settings).await
+    }
+
+    pub async fn from_settings(settings: Settings) -> Server {
+        let app = App::build(settings.resolve().expect("valid test settings"))
+            .await
+            .expect("server builds");
+        let addr = app.local_addr();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run());
+        Server {
+            addr,
+            shutdown,
+            handle: Some(handle),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A player token valid for an hour.
+    pub fn token(&self, player: &str) -> String {
+        token_with(json!({"sub": player, "exp": now_secs() + 3600}))
+    }
+
+    /// Stops the server gracefully and waits until `run` returns.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            within(handle).await.expect("run returned cleanly");
+        }
+    }
+
+    pub async fn get(&self, path: &str, bearer: &str) -> reqwest::Response {
+        within(self.http.get(self.url(path)).bearer_auth(bearer).send())
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> reqwest::Response {
+        within(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(bearer)
+                .json(&body)
+                .send(),
+        )
+        .await
+        .expect("request sent")
+    }
+
+    /// Publishes one event as admin and returns the response JSON.
+    pub async fn publish(&self, players: &[&str], event_type: &str, data: Value) -> Value {
+        let res = self
+            .post(
+                "/api/publish",
+                ADMIN_KEY,
+                json!({"player_ids": players, "event_type": event_type, "data": data}),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "publish failed");
+        res.json().await.unwrap()
+    }
+
+    /// Opens `/api/ws` with the bearer subprotocol.
+    pub async fn ws(&self, player: &str, query: &str) -> Ws {
+        self.ws_at(&format!("/api/ws{query}"), &self.token(player))
+            .await
+            .expect("websocket opens")
+    }
+
+    /// Opens a WebSocket with the token in the subprotocol.
+    pub async fn ws_at(&self, path: &str, token: &str) -> Result<Ws, tungstenite::Error> {
+        let mut req = self.ws_url(path).into_client_request().unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(&format!("bearer, {token}")).unwrap(),
+        );
+        self.ws_request(req).await
+    }
+
+    pub async fn ws_request(
+        &self,
+        req: tungstenite::handshake::client::Request,
+    ) -> Result<Ws, tungstenite::Error> {
+        let (stream, response) = within(tokio_tungstenite::connect_async(req)).await?;
+        Ok(Ws {
+            stream,
+            response_headers: response.headers().clone(),
+        })
+    }
+
+    /// Opens `/sse/{player}` with the token in the query.
+    pub async fn sse(&self, player: &str, query: &str) -> Sse {
+        let sep = if query.is_empty() { "?" } else { "&" };
+        let path = format!("/sse/{player}{query}{sep}token={}", self.token(player));
+        let res = within(self.http.get(self.url(&path)).send()).await.unwrap();
+        assert_eq!(res.status(), 200, "sse opens");
+        Sse::from_response(res)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs arbitrary claims with the test secret.
+pub fn token_with(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub response_headers: tungstenite::http::HeaderMap,
+}
+
+/// How a WebSocket ended, as the client saw it.
+#[derive(Debug)]
+pub enum Ending {
+    Closed(Option<CloseFrame>),
+    Dropped,
+}
+
+impl Ws {
+    /// The next event, skipping heartbeats.
+    pub async fn next_event(&mut self) -> Value {
+        loop {
+            match within(self.stream.next()).await {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).expect("events are JSON");
+                    if v["event_type"] != "heartbeat" {
+                        return v;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the close frame, returning the events seen before it.
+    pub async fn until_close(&mut self) -> (Vec<Value>, Ending) {
+        let mut events = Vec::new();
+        loop {
+            match within(self.stream.next()).await {
+                Some(Ok(Message::Text(text))) => {
+                    events.push(serde_json::from_str(&text).unwrap());
+                }
+                Some(Ok(Message::Close(frame))) => return (events, Ending::Closed(frame)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (events, Ending::Dropped),
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        within(self.stream.send(Message::text(text)))
+            .await
+            .expect("sent");
+    }
+}
+
+/// The close code of an ending, if a close frame came.
+pub fn close_code(ending: &Ending) -> Option<u16> {
+    match ending {
+        Ending::Closed(Some(frame)) => Some(frame.code.into()),
+        _ => None,
+    }
+}
+
+type EventStream = Pin<
+    Box<
+        dyn Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+pub struct Sse {
+    pub headers: reqwest::header::HeaderMap,
+    events: EventStream,
+}
+
+/// One SSE event: its `id:` (empty when none) and its JSON.
+#[derive(Debug)]
+pub struct SseEvent {
+    pub id: String,
+    pub json: Value,
+}
+
+impl Sse {
+    pub fn from_response(res: reqwest::Response) -> Sse {
+        use eventsource_stream::Eventsource;
+        Sse {
+            headers: res.headers().clone(),
+            events: Box::pin(res.bytes_stream().eventsource()),
+        }
+    }
+
+    /// The next event, skipping heartbeats; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            match within(self.events.next()).await {
+                Some(Ok(e)) => {
+                    let json: Value = serde_json::from_str(&e.data).expect("events are JSON");
+                    if json["event_type"] != "heartbeat" {
+                        return Some(SseEvent { id: e.id, json });
+                    }
+                }
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn next_event(&mut self) -> Value {
+        self.next().await.expect("an event before the end").json
+    }
+
+    /// Reads to the end of the stream, returning what came.
+    pub async fn until_end(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e.json);
+        }
+        out
+    }
+}
