@@ -87,6 +87,21 @@ pub struct Settings {
     /// Lifetime of tokens from the dev-token endpoint, in seconds [default: 3600]
     #[arg(long, env = "DUALCONN_DEV_TOKEN_TTL_SECS")]
     pub dev_token_ttl_secs: Option<u64>,
+    /// Game backend that receives players' commands instead of the demo world
+    #[arg(long, env = "DUALCONN_COMMAND_WEBHOOK")]
+    pub command_webhook: Option<String>,
+    /// Shared secret that signs webhook bodies (X-Dualconn-Signature: sha256=HMAC)
+    #[arg(long, env = "DUALCONN_COMMAND_WEBHOOK_SECRET", hide_env_values = true)]
+    pub command_webhook_secret: Option<String>,
+    /// Webhook timeout, in milliseconds [default: 5000]
+    #[arg(long, env = "DUALCONN_COMMAND_WEBHOOK_TIMEOUT_MS")]
+    pub command_webhook_timeout_ms: Option<u64>,
+    /// Commands per second per player [default: 20]
+    #[arg(long, env = "DUALCONN_COMMAND_RATE_PER_PLAYER")]
+    pub command_rate_per_player: Option<u32>,
+    /// Burst of commands per player [default: 40]
+    #[arg(long, env = "DUALCONN_COMMAND_BURST_PER_PLAYER")]
+    pub command_burst_per_player: Option<u32>,
     /// Redis URL for cluster mode (not implemented yet; refused when set)
     #[arg(long, env = "DUALCONN_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -199,6 +214,27 @@ pub struct Config {
     pub reconnect_after: Duration,
     /// SSE `retry:` value, the browser's reconnect delay.
     pub sse_retry: Duration,
+    /// Where commands go; `None` runs the built-in demo world.
+    pub command_webhook: Option<WebhookConfig>,
+    pub command_rate: Rate,
+}
+
+/// The game backend that answers commands.
+#[derive(Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: Option<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Which browser origins may use the API from another origin.
@@ -253,6 +289,11 @@ impl Settings {
             shutdown_timeout_secs,
             allowed_origins,
             dev_token_ttl_secs,
+            command_webhook,
+            command_webhook_secret,
+            command_webhook_timeout_ms,
+            command_rate_per_player,
+            command_burst_per_player,
             redis_url,
             log_format,
         )
@@ -380,6 +421,21 @@ impl Settings {
             log_format: self.log_format.unwrap_or_default(),
             reconnect_after: Duration::from_millis(1000),
             sse_retry: Duration::from_millis(1000),
+            command_webhook: self.command_webhook.map(|url| WebhookConfig {
+                url,
+                secret: self.command_webhook_secret,
+                timeout: Duration::from_millis(self.command_webhook_timeout_ms.unwrap_or(5000)),
+            }),
+            command_rate: Rate {
+                per_second: positive(
+                    "command_rate_per_player",
+                    self.command_rate_per_player.unwrap_or(20).into(),
+                )? as u32,
+                burst: positive(
+                    "command_burst_per_player",
+                    self.command_burst_per_player.unwrap_or(40).into(),
+                )? as u32,
+            },
         };
         Ok(config)
     }

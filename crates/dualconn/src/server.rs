@@ -17,6 +17,9 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::auth::Authenticator;
+use crate::commands::demo::DemoWorld;
+use crate::commands::webhook::Webhook;
+use crate::commands::{CommandHandler, Runner};
 use crate::config::{Config, ConfigError};
 use crate::http::access::ConnectLimits;
 use crate::http::{self, AppState, Shared};
@@ -54,9 +57,26 @@ pub struct App {
 
 impl App {
     /// Checks the configuration and binds the listener; nothing is served until [`App::run`].
+    /// Commands go to the configured webhook, or else to the built-in demo world.
     pub async fn build(config: Config) -> Result<App, BuildError> {
+        let handler: Arc<dyn CommandHandler> = match &config.command_webhook {
+            Some(hook) => Arc::new(
+                Webhook::new(&hook.url, hook.secret.clone(), hook.timeout)
+                    .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?,
+            ),
+            None => Arc::new(DemoWorld::new()),
+        };
+        App::build_with_handler(config, handler).await
+    }
+
+    /// As [`App::build`], with the embedding game's own command handler.
+    pub async fn build_with_handler(
+        config: Config,
+        handler: Arc<dyn CommandHandler>,
+    ) -> Result<App, BuildError> {
         let auth = Authenticator::new(&config.auth)?;
         let hub = Arc::new(Hub::new(HubConfig::from(&config)));
+        let commands = Runner::new(handler, hub.clone(), config.command_rate);
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| BuildError::Bind {
@@ -75,6 +95,7 @@ impl App {
             tracker: TaskTracker::new(),
             draining: AtomicBool::new(false),
             auth_failures: AtomicU64::new(0),
+            commands,
         });
         let router = http::router(state.clone());
         Ok(App {
@@ -205,6 +226,7 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
             _ = every.tick() => {
                 state.hub.sweep();
                 state.limits.retain_recent();
+                state.commands.retain_recent();
             }
         }
     }

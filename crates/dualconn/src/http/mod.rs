@@ -38,6 +38,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Requests refused for a missing or bad credential.
     pub auth_failures: AtomicU64,
+    /// Runs players' commands (demo world, webhook or an embedder's handler).
+    pub commands: crate::commands::Runner,
 }
 
 impl Deref for AppState {
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             get(rest::get_session).post(rest::new_session),
         )
         .route("/api/publish", post(rest::publish))
+        .route("/api/commands", post(rest::command))
         .route("/health/live", get(rest::live))
         .route("/health/ready", get(rest::ready));
     if state.config.auth.dev_mode() {

@@ -15,12 +15,13 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::AppState;
-use super::access::Query;
+use super::access::{Query, TokenPlaces};
 use super::admit::valid_session_id;
 use super::error::ApiError;
 use crate::auth::valid_player_id;
+use crate::commands::Command;
 use crate::hub::{ConnKind, Event, PlayerId, SessionError};
-use crate::wire::{self, local};
+use crate::wire::{self, InboundKind, local};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -357,6 +358,59 @@ pub async fn dev_token(
         token_type: "bearer",
         expires_in: ttl.as_secs(),
     }))
+}
+
+/// `POST /api/commands`: a command without a WebSocket, for SSE-only clients (SPEC §7).
+pub async fn command(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let principal = app.authenticate(&headers, &Query::parse(uri.query()), TokenPlaces::Http)?;
+    let Some((player, _)) = principal.stream_player() else {
+        return Err(ApiError::forbidden(
+            "commands come from players; use a player token",
+        ));
+    };
+    let player = player.clone();
+    let body = body.map_err(|e| ApiError::validation(e.body_text()))?;
+    if body.len() > app.config.max_message_bytes {
+        let mut err = ApiError::validation("the command is larger than the message limit");
+        err.status = StatusCode::PAYLOAD_TOO_LARGE;
+        return Err(err);
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::validation("the body must be UTF-8 JSON"))?;
+    let inbound = wire::parse_inbound(text).map_err(|e| ApiError::validation(e.to_string()))?;
+    if inbound.kind == InboundKind::Ping {
+        return Ok(Json(serde_json::json!({"success": true, "pong": true})).into_response());
+    }
+    app.commands.admit(&player).map_err(|wait| {
+        ApiError::rate_limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    })?;
+    let session = app.hub.session(&player).map(|s| s.session_id);
+    let command = Command::new(player.clone(), session, None, inbound.kind, inbound.data);
+    let runner = app.commands.clone();
+    let hub = app.hub.clone();
+    app.tracker.spawn(async move {
+        if let Err(e) = runner.run(command).await {
+            hub.send_local_to_player(
+                &player,
+                local::ERROR,
+                &wire::ErrorData {
+                    error_type: e.error_type,
+                    message: &e.message,
+                    details: serde_json::json!({}),
+                },
+            );
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"success": true, "accepted": true})),
+    )
+        .into_response())
 }
 
 pub async fn live() -> Response {

@@ -3,6 +3,7 @@
 //! [`serve`] is generic over `Sink`/`Stream` so that tests can drive it with channels and the
 //! WebSocket library could be swapped without touching it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -18,6 +20,7 @@ use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
+use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
 use crate::hub::{CloseReason, ConnKind};
 use crate::wire::{self, InboundKind, local};
@@ -80,6 +83,7 @@ fn open(
     };
     let tracker = app.tracker.clone();
     let hub = app.hub.clone();
+    let runner = app.commands.clone();
     Ok(ws
         .protocols(["bearer"])
         .read_buffer_size(4096)
@@ -91,7 +95,7 @@ fn open(
             hub.counters
                 .establishment(ConnKind::WebSocket)
                 .record(arrived.elapsed());
-            tracker.track_future(serve(socket, delivery, options))
+            tracker.track_future(serve(socket, delivery, options, runner))
         }))
 }
 
@@ -105,11 +109,12 @@ pub struct Options {
 }
 
 /// Runs one WebSocket until it ends. Every exit path drops `delivery`, which leaves the hub.
-pub async fn serve<S>(socket: S, mut delivery: Delivery, options: Options)
+pub async fn serve<S>(socket: S, mut delivery: Delivery, options: Options, runner: Runner)
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let (mut sink, mut stream) = socket.split();
+    let mut commands = InFlight::new(runner);
     let period = options.ping_interval;
     let mut ping = tokio::time::interval_at(Instant::now() + period, period);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -139,7 +144,7 @@ where
             inbound = stream.next() => match inbound {
                 Some(Ok(Message::Text(text))) => {
                     delivery.conn().touch();
-                    on_text(&delivery, &text);
+                    on_text(&delivery, &mut commands, &text);
                 }
                 Some(Ok(Message::Binary(_))) => {
                     delivery.conn().touch();
@@ -154,6 +159,11 @@ where
                     return;
                 }
             },
+            done = commands.finished(), if commands.busy() => {
+                if let Err(e) = done {
+                    send_error(&delivery, e.error_type, &e.message);
+                }
+            }
             _ = ping.tick() => {
                 let conn = delivery.conn();
                 if conn.idle_for(Instant::now()) >= period * 3 {
@@ -185,19 +195,92 @@ fn is_too_big(error: axum::Error) -> bool {
     )
 }
 
-fn on_text(delivery: &Delivery, text: &str) {
-    match wire::parse_inbound(text) {
-        Ok(inbound) if inbound.kind == InboundKind::Ping => {
-            delivery
-                .hub()
-                .send_local(delivery.conn(), local::PONG, &wire::Empty {});
-        }
-        Ok(_) => send_error(
+fn on_text(delivery: &Delivery, commands: &mut InFlight, text: &str) {
+    let inbound = match wire::parse_inbound(text) {
+        Ok(inbound) => inbound,
+        Err(e) => return send_error(delivery, "validation_error", &e.to_string()),
+    };
+    let conn = delivery.conn();
+    if inbound.kind == InboundKind::Ping {
+        return delivery
+            .hub()
+            .send_local(conn, local::PONG, &wire::Empty {});
+    }
+    if let Err(wait) = commands.runner.admit(&conn.player) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return delivery.hub().send_local(
+            conn,
+            local::ERROR,
+            &wire::ErrorData {
+                error_type: "rate_limit_error",
+                message: "too many commands; slow down",
+                details: serde_json::json!({"retry_after_seconds": secs}),
+            },
+        );
+    }
+    let command = Command::new(
+        conn.player.clone(),
+        Some(conn.session.clone()),
+        Some(conn.id.to_string()),
+        inbound.kind,
+        inbound.data,
+    );
+    if !commands.submit(command) {
+        send_error(
             delivery,
-            "validation_error",
-            "commands are not handled by this server yet",
-        ),
-        Err(e) => send_error(delivery, "validation_error", &e.to_string()),
+            "rate_limit_error",
+            "too many commands waiting; slow down",
+        );
+    }
+}
+
+/// Most commands one socket may have waiting behind the one running.
+const MAX_QUEUED_COMMANDS: usize = 32;
+
+/// This socket's commands, run one at a time in arrival order while the socket keeps writing.
+struct InFlight {
+    runner: Runner,
+    running: Option<BoxFuture<'static, Result<(), CommandError>>>,
+    queue: VecDeque<Command>,
+}
+
+impl InFlight {
+    fn new(runner: Runner) -> InFlight {
+        InFlight {
+            runner,
+            running: None,
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// False when too many are waiting.
+    fn submit(&mut self, command: Command) -> bool {
+        if self.running.is_none() {
+            self.running = Some(Box::pin(self.runner.clone().run(command)));
+        } else if self.queue.len() < MAX_QUEUED_COMMANDS {
+            self.queue.push_back(command);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Waits for the running command, then starts the next. Cancel-safe: the running future
+    /// stays in `self` if this is dropped.
+    async fn finished(&mut self) -> Result<(), CommandError> {
+        let result = match &mut self.running {
+            Some(running) => running.await,
+            None => std::future::pending().await,
+        };
+        self.running = self
+            .queue
+            .pop_front()
+            .map(|c| Box::pin(self.runner.clone().run(c)) as BoxFuture<'static, _>);
+        result
     }
 }
 

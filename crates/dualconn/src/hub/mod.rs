@@ -493,6 +493,46 @@ impl Hub {
         snap
     }
 
+    /// Players with at least one live connection on this node, for presence.
+    pub fn online_players(&self) -> Vec<PlayerId> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, p)| !p.conns.is_empty())
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        out
+    }
+
+    pub fn is_online(&self, player_id: &str) -> bool {
+        let shard = self.shard(player_id).lock();
+        shard.get(player_id).is_some_and(|p| !p.conns.is_empty())
+    }
+
+    /// Queues a connection-local event on every connection of a player, for answers to
+    /// commands that came over no connection.
+    pub fn send_local_to_player<D: Serialize + ?Sized>(
+        &self,
+        player_id: &str,
+        event_type: &str,
+        data: &D,
+    ) {
+        let conns: Vec<Arc<Conn>> = {
+            let shard = self.shard(player_id).lock();
+            shard
+                .get(player_id)
+                .map(|p| p.conns.clone())
+                .unwrap_or_default()
+        };
+        for conn in conns {
+            self.send_local(&conn, event_type, data);
+        }
+    }
+
     pub fn is_healthy(&self, conn: &Conn, now: Instant) -> bool {
         conn.is_healthy(now, self.config.ping_interval, self.config.write_timeout)
     }
