@@ -57,6 +57,12 @@ export class StreamWindow {
     return { fresh: true, record };
   }
 
+  /** Treats everything up to `seq` as already delivered, e.g. in an earlier page life. */
+  seed(seq: number): void {
+    if (seq > this.lowWater) this.lowWater = seq;
+    if (this.max === undefined || seq > this.max) this.max = seq;
+  }
+
   /** The highest sequence number delivered: the resume cursor. */
   get highest(): number | undefined {
     return this.max;
@@ -94,12 +100,20 @@ export class Deduplicator {
   constructor(private readonly capacity: number = DEFAULT_DEDUP_WINDOW) {}
 
   accept(playerId: string, seq: number, transport: TransportKind): AcceptResult {
+    return this.window(playerId).accept(seq, transport);
+  }
+
+  private window(playerId: string): StreamWindow {
     let w = this.windows.get(playerId);
     if (!w) {
       w = new StreamWindow(this.capacity);
       this.windows.set(playerId, w);
     }
-    return w.accept(seq, transport);
+    return w;
+  }
+
+  seed(playerId: string, seq: number): void {
+    this.window(playerId).seed(seq);
   }
 
   highest(playerId: string): number | undefined {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds and tests the TypeScript client (client/). Works on a fresh clone: installs exactly the
+# locked dev dependencies when they are missing or the lock file changed since the last install.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../client"
+
+# Reinstall only when node_modules is missing or was installed from a different lock file.
+stamp=node_modules/.dualconn-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$want" ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp"
+fi
+
+npm run --silent build
+npm run --silent typecheck
+npm test
