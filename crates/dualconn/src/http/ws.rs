@@ -130,14 +130,22 @@ where
                         }
                         sink.flush().await
                     };
-                    let written = matches!(tokio::time::timeout(options.write_timeout, write).await, Ok(Ok(())));
-                    delivery.finished(frames, written);
-                    if !written {
+                    let outcome = tokio::select! {
+                        r = tokio::time::timeout(options.write_timeout, write) => matches!(r, Ok(Ok(()))),
+                        // The socket is not taking bytes and the outbox overflowed meanwhile:
+                        // stop waiting and say why (SPEC §6).
+                        _ = delivery.conn().outbox.overflowed() => false,
+                    };
+                    delivery.finished(frames, outcome);
+                    if !outcome {
+                        if let Some(reason) = delivery.conn().outbox.closing() {
+                            close(&mut sink, reason.ws_close(), options.write_timeout).await;
+                        }
                         return;
                     }
                 }
                 Next::Close(reason) => {
-                    close(&mut sink, reason.ws_close()).await;
+                    close(&mut sink, reason.ws_close(), options.write_timeout).await;
                     return;
                 }
             },
@@ -154,7 +162,7 @@ where
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(e)) => {
                     if is_too_big(e) {
-                        close(&mut sink, (1009, "message too big")).await;
+                        close(&mut sink, (1009, "message too big"), options.write_timeout).await;
                     }
                     return;
                 }
@@ -176,7 +184,7 @@ where
     }
 }
 
-async fn close<S>(sink: &mut S, (code, reason): (u16, &'static str))
+async fn close<S>(sink: &mut S, (code, reason): (u16, &'static str), patience: Duration)
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
@@ -184,8 +192,8 @@ where
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    // A peer that does not take the close frame in a second is not waited for.
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+    // A slow consumer's socket may still be full; give the close frame as long as a write.
+    let _ = tokio::time::timeout(patience, sink.send(frame)).await;
 }
 
 fn is_too_big(error: axum::Error) -> bool {

@@ -141,6 +141,20 @@ impl Outbox {
         }
     }
 
+    /// Resolves once the outbox overflowed, so a writer stuck on a full socket can give up.
+    ///
+    /// Meant for the writer alone while it is not in [`Outbox::next`]: both consume wake-ups,
+    /// and `next` never waits on a stale one because it checks the queue first.
+    pub async fn overflowed(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.closing() == Some(CloseReason::SlowConsumer) {
+                return;
+            }
+            woken.await;
+        }
+    }
+
     /// The close reason, once closing has begun.
     pub fn closing(&self) -> Option<CloseReason> {
         self.state.lock().close

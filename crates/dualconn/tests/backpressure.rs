@@ -1,0 +1,132 @@
+//! A client that stops reading is cut off with 4008; nobody else notices.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Resident memory of this process (the server runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A WebSocket handshake over a raw socket with a tiny receive buffer, so that the kernel
+/// holds little on the client's behalf once it stops reading.
+async fn raw_ws(server: &Server, player: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.token(player),
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        within(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Reads server frames until a close frame and returns its code.
+async fn read_until_close(stream: &mut TcpStream) -> Option<u16> {
+    loop {
+        let mut h = [0u8; 2];
+        stream.read_exact(&mut h).await.ok()?;
+        let opcode = h[0] & 0x0f;
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                stream.read_exact(&mut b).await.ok()?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                stream.read_exact(&mut b).await.ok()?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        if opcode == 0x8 {
+            return Some(u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_with_4008_and_others_are_unaffected() {
+    let server = Server::start_with(|s| s.max_body_bytes = Some(1 << 20)).await;
+    let mut slow = raw_ws(&server, "slow").await;
+    let mut good = server.ws("good", "").await;
+    good.next_event().await;
+    let big = "x".repeat(200 * 1024);
+    let before = rss_kib();
+    let started = Instant::now();
+
+    // Flood the slow player until the server drops it from fan-out, checking the good player
+    // between floods.
+    let mut worst = Duration::ZERO;
+    let mut flagged_after = None;
+    for round in 0..400 {
+        let r = server.publish(&["slow"], "blob", json!({"b": big})).await;
+        if r["events"][0]["connections"] == 0 {
+            flagged_after = Some((round, started.elapsed()));
+            break;
+        }
+        let sent = Instant::now();
+        server
+            .publish(&["good"], "tick", json!({"round": round}))
+            .await;
+        let e = good.next_event().await;
+        assert_eq!(e["data"]["round"], round);
+        worst = worst.max(sent.elapsed());
+    }
+    let (rounds, took) = flagged_after.expect("the slow client was cut off");
+    // Keep publishing to it: what it would have been owed now far exceeds any bound.
+    for _ in 0..100 {
+        server.publish(&["slow"], "blob", json!({"b": big})).await;
+    }
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    eprintln!(
+        "slow consumer cut off after {rounds} publishes of 200 KiB in {took:?}; \
+         worst good-player latency {worst:?}; RSS grew {grown_mib} MiB"
+    );
+    // ~24 MiB was published to the slow player; the server keeps a 1 MiB outbox, half that in
+    // history and the kernel's buffers.
+    assert!(rounds < 200, "cut off after {rounds} rounds");
+    assert!(grown_mib < 64, "server memory grew {grown_mib} MiB");
+    assert!(
+        worst < Duration::from_secs(1),
+        "the good player waited {worst:?}"
+    );
+
+    // Once it reads again it finds the close frame with 4008 behind what was queued.
+    let code = within(read_until_close(&mut slow)).await;
+    assert_eq!(code, Some(4008));
+
+    // The good player is still served.
+    server
+        .publish(&["good"], "tick", json!({"after": true}))
+        .await;
+    assert_eq!(good.next_event().await["data"]["after"], true);
+}

@@ -1,0 +1,225 @@
+//! No lost events: resume on both transports under continuous publishing.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+/// A tiny deterministic generator: the same seed gives the same disconnect schedule.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One connection's worth of stream events, read until `take` arrive or the publisher is done
+/// and the last published event was seen.
+enum Conn {
+    Ws(Box<Ws>),
+    Sse(Sse),
+}
+
+impl Conn {
+    async fn next(&mut self) -> Value {
+        match self {
+            Conn::Ws(ws) => ws.next_event().await,
+            Conn::Sse(sse) => sse.next_event().await,
+        }
+    }
+}
+
+async fn open(server: &Server, player: &str, sse: bool, cursor: Option<u64>) -> Conn {
+    let query = cursor
+        .map(|c| format!("?last_event_id={c}"))
+        .unwrap_or_default();
+    if sse {
+        Conn::Sse(server.sse(player, &query).await)
+    } else {
+        Conn::Ws(Box::new(server.ws(player, &query).await))
+    }
+}
+
+async fn no_loss_with_seed(seed: u64) {
+    let server = Arc::new(Server::start().await);
+    let player = format!("resumer{seed}");
+    let published = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    const EVENTS: usize = 1000;
+
+    let mut rng = XorShift(seed | 1);
+    // The first connection is live before publishing starts; every later one resumes.
+    let mut first = Some(open(&server, &player, rng.below(2) == 1, None).await);
+
+    let publisher = {
+        let (server, published, done, player) = (
+            server.clone(),
+            published.clone(),
+            done.clone(),
+            player.clone(),
+        );
+        tokio::spawn(async move {
+            for i in 0..EVENTS {
+                let r = server.publish(&[&player], "tick", json!({"i": i})).await;
+                let seq = r["events"][0]["sequence_number"].as_u64().unwrap();
+                published.lock().push(seq);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    let mut received: Vec<u64> = Vec::new();
+    let mut reconnects = 0;
+    'outer: loop {
+        let use_sse = rng.below(2) == 1;
+        let cursor = received.last().copied();
+        let mut conn = match first.take() {
+            Some(conn) => conn,
+            None => open(&server, &player, use_sse, cursor).await,
+        };
+        assert_eq!(conn.next().await["event_type"], "connected");
+        if let Some(cursor) = cursor {
+            let recovery = conn.next().await;
+            assert_eq!(recovery["event_type"], "recovery");
+            assert_eq!(
+                recovery["data"]["recovered"], true,
+                "history covers the gap"
+            );
+            assert_eq!(recovery["data"]["from_sequence_number"], cursor);
+        }
+        let take = 1 + rng.below(25);
+        for _ in 0..take {
+            // Stop once everything published has arrived.
+            if done.load(Ordering::SeqCst) && received.len() == EVENTS {
+                break 'outer;
+            }
+            let e = conn.next().await;
+            let seq = e["sequence_number"].as_u64().expect("a stream event");
+            if let Some(&last) = received.last() {
+                assert!(seq > last, "no duplicate and in order on one connection");
+            }
+            received.push(seq);
+            if received.len() == EVENTS {
+                break 'outer;
+            }
+        }
+        drop(conn);
+        reconnects += 1;
+    }
+    within(publisher).await.unwrap();
+    let published = published.lock().clone();
+    assert_eq!(
+        received, published,
+        "joined together, exactly the published sequence"
+    );
+    assert!(reconnects > 10, "the schedule forced many reconnects");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_is_lost_or_repeated_across_random_reconnects_on_both_transports() {
+    for seed in [1, 0x5eed, 0xdecaf] {
+        no_loss_with_seed(seed).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_history_says_not_recovered_and_replays_what_is_left() {
+    let server = Server::start_with(|s| s.history_size = Some(3)).await;
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        let r = server.publish(&["old"], "tick", json!({"i": i})).await;
+        seqs.push(r["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    let mut ws = server
+        .ws("old", &format!("?last_event_id={}", seqs[0]))
+        .await;
+    ws.next_event().await;
+    let recovery = ws.next_event().await;
+    assert_eq!(recovery["event_type"], "recovery");
+    assert_eq!(recovery["data"]["recovered"], false);
+    assert_eq!(recovery["data"]["replayed"], 3);
+    for expected in &seqs[3..] {
+        assert_eq!(ws.next_event().await["sequence_number"], *expected);
+    }
+}
+
+#[tokio::test]
+async fn a_resume_with_nothing_missed_is_recovered_and_nothing_else() {
+    let server = Server::start().await;
+    let r = server.publish(&["fresh"], "tick", json!({})).await;
+    let seq = r["events"][0]["sequence_number"].as_u64().unwrap();
+    let mut sse = server.sse("fresh", &format!("?last_event_id={seq}")).await;
+    sse.next_event().await;
+    let recovery = sse.next_event().await;
+    assert_eq!(
+        recovery["data"],
+        json!({"recovered": true, "from_sequence_number": seq, "replayed": 0})
+    );
+    // The next thing is the next live event, nothing replayed in between.
+    let live = server
+        .publish(&["fresh"], "tick", json!({"live": true}))
+        .await;
+    let next = sse.next_event().await;
+    assert_eq!(next["data"]["live"], true);
+    assert_eq!(
+        next["sequence_number"],
+        live["events"][0]["sequence_number"]
+    );
+}
+
+#[tokio::test]
+async fn last_event_id_header_resumes_sse_and_the_query_wins() {
+    let server = Server::start().await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        let r = server.publish(&["hdr"], "tick", json!({"i": i})).await;
+        seqs.push(r["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    let token = server.token("hdr");
+    let res = server
+        .http
+        .get(server.url(&format!("/sse/hdr?token={token}")))
+        .header("last-event-id", seqs[0].to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut sse = Sse::from_response(res);
+    sse.next_event().await;
+    assert_eq!(sse.next_event().await["data"]["replayed"], 2);
+    let res = server
+        .http
+        .get(server.url(&format!("/sse/hdr?token={token}&last_event_id={}", seqs[1])))
+        .header("last-event-id", seqs[0].to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut sse = Sse::from_response(res);
+    sse.next_event().await;
+    assert_eq!(sse.next_event().await["data"]["replayed"], 1);
+    let bad = server
+        .http
+        .get(server.url(&format!("/sse/hdr?token={token}&last_event_id=abc")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ahead = server
+        .ws("hdr", &format!("?last_event_id={}", seqs[2] + 100))
+        .await;
+    let mut ahead = ahead;
+    ahead.next_event().await;
+    let recovery = ahead.next_event().await;
+    assert_eq!(recovery["data"]["recovered"], false);
+    assert_eq!(recovery["data"]["replayed"], 0);
+}
