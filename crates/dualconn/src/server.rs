@@ -22,6 +22,7 @@ use crate::commands::webhook::Webhook;
 use crate::commands::{CommandHandler, Runner};
 use crate::config::{Config, ConfigError};
 use crate::http::access::ConnectLimits;
+use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
 
@@ -188,8 +189,11 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let watch = SlowReaderWatch::default();
+    let slow_reader = watch.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(watch.clone());
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
     });
@@ -213,6 +217,8 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        // Dropping the connection closes the socket and the SSE body with it.
+        _ = slow_reader.overflowed() => {}
     }
 }
 

@@ -130,3 +130,48 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_are_unaffect
         .await;
     assert_eq!(good.next_event().await["data"]["after"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_that_stops_reading_loses_its_stream_and_socket() {
+    let server = Server::start_with(|s| s.max_body_bytes = Some(1 << 20)).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /sse/slowsse?token={} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.token("slowsse"),
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let big = "y".repeat(200 * 1024);
+    let mut cut_off = false;
+    for _ in 0..400 {
+        let r = server
+            .publish(&["slowsse"], "blob", json!({"b": big}))
+            .await;
+        if r["events"][0]["connections"] == 0 {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the slow SSE client was cut off");
+    // Reading again, it drains what the kernel held and then finds the socket closed.
+    let mut sink = vec![0u8; 64 * 1024];
+    let ended = within(async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended);
+    let info: serde_json::Value = server
+        .get("/api/connections/slowsse", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["connections"]["sse"]["count"], 0);
+}

@@ -3,13 +3,16 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::AppState;
@@ -17,29 +20,31 @@ use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
 use crate::delivery::{Delivery, Next};
-use crate::hub::{ConnKind, Frame};
+use crate::hub::{Conn, ConnKind, Frame};
 
 /// `GET /sse/{player_id}`.
 pub async fn by_path(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
+    watch: Option<Extension<SlowReaderWatch>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    open(&app, peer, &headers, &uri, player).unwrap_or_else(IntoResponse::into_response)
+    open(&app, peer, &headers, &uri, player, watch).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/events`: the player comes from the token.
 pub async fn by_token(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    watch: Option<Extension<SlowReaderWatch>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    open(&app, peer, &headers, &uri, PathPlayer::FromToken)
+    open(&app, peer, &headers, &uri, PathPlayer::FromToken, watch)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -49,11 +54,15 @@ fn open(
     headers: &HeaderMap,
     uri: &Uri,
     path: PathPlayer<'_>,
+    watch: Option<Extension<SlowReaderWatch>>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
     let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse)?;
     let delivery = join(app, &admitted, ConnKind::Sse)?;
+    if let Some(Extension(watch)) = watch {
+        watch.watch(delivery.conn().clone());
+    }
     let retry = Bytes::from(format!("retry: {}\n\n", app.config.sse_retry.as_millis()));
     let state = Stream {
         delivery,
@@ -102,6 +111,41 @@ impl Stream {
                 Some((Ok(chunk.freeze()), self))
             }
             Next::Close(_) => None,
+        }
+    }
+}
+
+/// Lets the HTTP connection under an SSE stream drop itself when the stream's outbox
+/// overflows. hyper stops polling a body whose socket is full, so the body itself can never
+/// notice; without this, a client that stops reading would hold its socket forever.
+#[derive(Clone, Default)]
+pub struct SlowReaderWatch(Arc<WatchInner>);
+
+#[derive(Default)]
+struct WatchInner {
+    /// The SSE connection currently served over this HTTP connection.
+    conn: Mutex<Option<Arc<Conn>>>,
+    changed: Notify,
+}
+
+impl SlowReaderWatch {
+    fn watch(&self, conn: Arc<Conn>) {
+        *self.0.conn.lock() = Some(conn);
+        self.0.changed.notify_one();
+    }
+
+    /// Resolves when the watched stream overflowed.
+    pub async fn overflowed(&self) {
+        loop {
+            let changed = self.0.changed.notified();
+            let conn = self.0.conn.lock().clone();
+            match conn {
+                Some(conn) => tokio::select! {
+                    _ = conn.outbox.overflowed() => return,
+                    _ = changed => {}
+                },
+                None => changed.await,
+            }
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Wakes the single writer; a permit is stored if it is not waiting yet.
     wake: Notify,
+    /// Wakes whoever watches for overflow (a writer stuck on a full socket, or the HTTP
+    /// connection of an SSE stream that hyper stopped polling).
+    overflow: Notify,
     /// The byte bound from `DUALCONN_OUTBOX_BYTES`.
     cap: usize,
 }
@@ -57,6 +60,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            overflow: Notify::new(),
             cap,
         }
     }
@@ -75,6 +79,7 @@ impl Outbox {
             state.close = Some(CloseReason::SlowConsumer);
             drop(state);
             self.wake.notify_one();
+            self.overflow.notify_waiters();
             return (Pushed::Overflowed, dropped);
         }
         state.bytes += frame.json.len();
@@ -142,12 +147,10 @@ impl Outbox {
     }
 
     /// Resolves once the outbox overflowed, so a writer stuck on a full socket can give up.
-    ///
-    /// Meant for the writer alone while it is not in [`Outbox::next`]: both consume wake-ups,
-    /// and `next` never waits on a stale one because it checks the queue first.
     pub async fn overflowed(&self) {
         loop {
-            let woken = self.wake.notified();
+            // Registered before the check: `notify_waiters` reaches it even before it is polled.
+            let woken = self.overflow.notified();
             if self.closing() == Some(CloseReason::SlowConsumer) {
                 return;
             }
