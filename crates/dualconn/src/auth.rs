@@ -107,7 +107,14 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway.as_secs();
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured `aud` or `iss` must be present, not merely right when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        validation.set_required_spec_claims(&required);
+        // RFC 7519: a token is refused on or after `exp` (plus leeway), the same instant open
+        // connections end; jsonwebtoken alone would still accept it for that whole second.
+        validation.reject_tokens_expiring_in_less_than = 1;
         validation.validate_aud = config.audience.is_some();
         if let Some(aud) = &config.audience {
             validation.set_audience(&[aud]);

@@ -188,17 +188,19 @@ pub fn origin_allowed(allowed: &AllowedOrigins, headers: &HeaderMap) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    let same_origin = || {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        matches!((host, origin_host), (Some(h), Some(o)) if h == o)
+    };
     match allowed {
         AllowedOrigins::Any => true,
-        AllowedOrigins::List(list) => list.contains(&origin),
-        AllowedOrigins::SameOrigin => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_ascii_lowercase);
-            let origin_host = origin.split_once("://").map(|(_, h)| h);
-            matches!((host, origin_host), (Some(h), Some(o)) if h == o)
-        }
+        // The server's own pages (demo, dashboard) are same-origin and always work.
+        AllowedOrigins::List(list) => list.contains(&origin) || same_origin(),
+        AllowedOrigins::SameOrigin => same_origin(),
     }
 }
 
@@ -267,6 +269,14 @@ mod tests {
         );
         assert!(origin_allowed(&list, &h));
         assert!(origin_allowed(&AllowedOrigins::Any, &h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8000"),
+        );
+        assert!(
+            origin_allowed(&list, &h),
+            "the server's own origin works with a list too"
+        );
     }
 
     #[test]

@@ -75,6 +75,19 @@ impl Server {
         }
     }
 
+    /// Runs an already built `App`, for tests that must read it first (e.g. its admin keys).
+    pub fn from_app(app: App) -> Server {
+        let addr = app.local_addr();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run());
+        Server {
+            addr,
+            shutdown,
+            handle: Some(handle),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
