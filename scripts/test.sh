@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The one test command (README): every Rust test, then the client's, on a fresh machine.
+# The one test command (README): every Rust test, then the client's, the browser tests and the
+# benchmark smoke, on a fresh machine. Each part installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
 
-if [ -f client/package.json ]; then
-  bash scripts/client-test.sh
-fi
+bash scripts/client-test.sh
+
+# Browser tests and the benchmark smoke drive the release-free debug binary built above.
+for part in scripts/browser-test.sh scripts/bench-smoke.sh; do
+  if [ -f "$part" ]; then
+    bash "$part"
+  fi
+done

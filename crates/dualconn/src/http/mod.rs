@@ -3,6 +3,7 @@
 pub mod access;
 mod admit;
 pub mod error;
+mod pages;
 mod rest;
 pub mod sse;
 pub mod ws;
@@ -75,8 +76,14 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(rest::live))
         .route("/health/ready", get(rest::ready));
     if state.config.auth.dev_mode() {
-        api = api.route("/auth/dev-token", post(rest::dev_token));
+        api = api
+            .route("/auth/dev-token", post(rest::dev_token))
+            .route("/api/dev/admin-key", get(pages::dev_admin_key));
     }
+    api = api
+        .route("/", get(pages::demo))
+        .route("/dashboard", get(pages::dashboard))
+        .route("/static/{*path}", get(pages::asset));
     let api = api
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
