@@ -32,6 +32,10 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A client that takes longer than this to send its request head is cut off (slowloris).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// An SSE write stuck this long ends the connection; half of it already makes it unhealthy.
+const SSE_STALL_GRACE: Duration = Duration::from_secs(20);
+/// SPEC §9: one health sample a minute feeds the 24-hour trend.
+const HEALTH_SAMPLE_EVERY: Duration = Duration::from_secs(60);
 /// How often idle players and stale rate-limit buckets are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -97,6 +101,7 @@ impl App {
             draining: AtomicBool::new(false),
             auth_failures: AtomicU64::new(0),
             commands,
+            metrics: http::Metrics::new(),
         });
         let router = http::router(state.clone());
         Ok(App {
@@ -218,17 +223,23 @@ async fn serve_connection(
             let _ = conn.await;
         }
         // Dropping the connection closes the socket and the SSE body with it.
-        _ = slow_reader.overflowed() => {}
+        _ = slow_reader.gave_up(SSE_STALL_GRACE) => {}
     }
 }
 
-/// Frees idle players and stale rate-limit buckets on a timer.
+/// Frees idle players and stale rate-limit buckets, and samples health for the trends.
 async fn sweep(state: AppState, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sample = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEALTH_SAMPLE_EVERY,
+        HEALTH_SAMPLE_EVERY,
+    );
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = sample.tick() => state.hub.sample_health(),
             _ = every.tick() => {
                 state.hub.sweep();
                 state.limits.retain_recent();

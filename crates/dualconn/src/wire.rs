@@ -220,6 +220,119 @@ pub struct HealthStatistics {
     pub health_percentage: f64,
 }
 
+// ---- Monitoring (reference "Monitoring Endpoints") -----------------------------------------
+
+#[derive(Serialize)]
+pub struct DualConnectionsResponse {
+    pub connection_distribution: DualDistribution,
+    pub connection_health: HealthFigures,
+    pub session_analytics: SessionAnalytics,
+}
+
+#[derive(Serialize)]
+pub struct DualDistribution {
+    pub total_players: usize,
+    pub dual_connection_players: usize,
+    pub websocket_only_players: usize,
+    pub sse_only_players: usize,
+    pub dual_connection_percentage: f64,
+}
+
+#[derive(Serialize)]
+pub struct HealthFigures {
+    pub total_connections: usize,
+    pub healthy_connections: usize,
+    pub unhealthy_connections: usize,
+    pub health_percentage: f64,
+}
+
+#[derive(Serialize)]
+pub struct SessionAnalytics {
+    pub total_sessions: usize,
+    pub sessions_with_connections: usize,
+    pub average_connections_per_session: f64,
+}
+
+#[derive(Serialize)]
+pub struct PerformanceResponse {
+    pub connection_establishment: EstablishmentFigures,
+    pub message_delivery: DeliveryFigures,
+    pub timestamp: String,
+}
+
+#[derive(Serialize)]
+pub struct EstablishmentFigures {
+    pub total_connections: u64,
+    pub websocket_connections: u64,
+    pub sse_connections: u64,
+    pub avg_websocket_establishment_ms: f64,
+    pub avg_sse_establishment_ms: f64,
+    pub max_websocket_establishment_ms: f64,
+    pub max_sse_establishment_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct DeliveryFigures {
+    pub total_messages_sent: u64,
+    pub successful_deliveries: u64,
+    pub failed_deliveries: u64,
+    pub delivery_success_rate: f64,
+    /// Not in the reference: connections closed because they fell behind (SPEC §6).
+    pub slow_consumer_disconnects: u64,
+}
+
+#[derive(Serialize)]
+pub struct ConnectionHealthResponse {
+    pub overall_health: HealthFigures,
+    pub connection_type_health: TypeHealth,
+    pub health_trends: HealthTrendFigures,
+}
+
+#[derive(Serialize)]
+pub struct TypeHealth {
+    pub websocket: TypeHealthFigures,
+    pub sse: TypeHealthFigures,
+}
+
+#[derive(Serialize)]
+pub struct TypeHealthFigures {
+    pub total: usize,
+    pub healthy: usize,
+    pub unhealthy: usize,
+    pub health_percentage: f64,
+}
+
+#[derive(Serialize)]
+pub struct HealthTrendFigures {
+    pub last_hour_health_percentage: f64,
+    pub last_24_hours_health_percentage: f64,
+}
+
+/// `GET /monitoring/players`: not in the reference; the dashboard's player list.
+#[derive(Serialize)]
+pub struct PlayersResponse {
+    pub players: Vec<PlayerEntry>,
+    pub total_players: usize,
+    pub truncated: bool,
+}
+
+#[derive(Serialize)]
+pub struct PlayerEntry {
+    pub player_id: String,
+    pub session_id: Option<String>,
+    pub overall_health: &'static str,
+    pub connections: Vec<ConnectionEntry>,
+}
+
+#[derive(Serialize)]
+pub struct ConnectionEntry {
+    pub connection_id: String,
+    pub connection_type: &'static str,
+    pub healthy: bool,
+    pub last_activity: String,
+    pub opened_at: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevTokenRequest {

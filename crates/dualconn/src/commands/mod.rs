@@ -6,6 +6,7 @@ pub mod webhook;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -135,6 +136,8 @@ pub struct Runner {
     hub: Arc<Hub>,
     /// SPEC §7: 20/s with a burst of 40 by default, per player, both transports together.
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Commands refused by the limit, for `/metrics`.
+    rejected: Arc<AtomicU64>,
 }
 
 impl Runner {
@@ -145,6 +148,7 @@ impl Runner {
             handler,
             hub,
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
+            rejected: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -152,7 +156,14 @@ impl Runner {
     pub fn admit(&self, player: &str) -> Result<(), Duration> {
         self.limiter
             .check_key(&player.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                not_until.wait_time_from(DefaultClock::default().now())
+            })
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     /// Forgets idle players' buckets.

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, header};
 use governor::clock::{Clock, DefaultClock};
@@ -130,6 +130,9 @@ impl AppState {
 pub struct ConnectLimits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_player: DefaultKeyedRateLimiter<String>,
+    /// Attempts refused by each bucket, for `/metrics`.
+    pub rejected_ip: AtomicU64,
+    pub rejected_player: AtomicU64,
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -143,11 +146,14 @@ impl ConnectLimits {
         ConnectLimits {
             per_ip: DefaultKeyedRateLimiter::keyed(quota(per_ip)),
             per_player: DefaultKeyedRateLimiter::keyed(quota(per_player)),
+            rejected_ip: AtomicU64::new(0),
+            rejected_player: AtomicU64::new(0),
         }
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.per_ip.check_key(&ip).map_err(|not_until| {
+            self.rejected_ip.fetch_add(1, Ordering::Relaxed);
             ApiError::rate_limited(retry_secs(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ))
@@ -159,6 +165,7 @@ impl ConnectLimits {
         self.per_player
             .check_key(&player.to_owned())
             .map_err(|not_until| {
+                self.rejected_player.fetch_add(1, Ordering::Relaxed);
                 ApiError::rate_limited(retry_secs(
                     not_until.wait_time_from(DefaultClock::default().now()),
                 ))

@@ -1,8 +1,11 @@
 //! The HTTP face of the hub: routes, transports, REST handlers, errors and access checks.
 
 pub mod access;
+pub use metrics::Metrics;
 mod admit;
 pub mod error;
+mod metrics;
+mod monitoring;
 mod pages;
 mod rest;
 pub mod sse;
@@ -41,6 +44,8 @@ pub struct Shared {
     pub auth_failures: AtomicU64,
     /// Runs players' commands (demo world, webhook or an embedder's handler).
     pub commands: crate::commands::Runner,
+    /// The Prometheus exporter behind `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 impl Deref for AppState {
@@ -73,6 +78,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/publish", post(rest::publish))
         .route("/api/commands", post(rest::command))
+        .route(
+            "/monitoring/dual-connections",
+            get(monitoring::dual_connections),
+        )
+        .route("/monitoring/performance", get(monitoring::performance))
+        .route(
+            "/monitoring/connection-health",
+            get(monitoring::connection_health),
+        )
+        .route("/monitoring/players", get(monitoring::players))
+        .route("/metrics", get(monitoring::metrics))
         .route("/health/live", get(rest::live))
         .route("/health/ready", get(rest::ready));
     if state.config.auth.dev_mode() {

@@ -178,21 +178,12 @@ pub async fn connection_info(
 }
 
 /// SPEC §9 and §12.12.
-fn health_word(total: usize, healthy: usize) -> &'static str {
+pub fn health_word(total: usize, healthy: usize) -> &'static str {
     match (total, healthy) {
         (0, _) => "no_connections",
         (t, h) if h == t => "healthy",
         (_, 0) => "unhealthy",
         _ => "degraded",
-    }
-}
-
-/// healthy ÷ total × 100, and 100.0 with nothing to measure.
-pub fn percentage(part: usize, total: usize) -> f64 {
-    if total == 0 {
-        100.0
-    } else {
-        part as f64 * 100.0 / total as f64
     }
 }
 
@@ -204,8 +195,7 @@ pub async fn stats(
 ) -> ApiResult<Json<wire::StatsResponse>> {
     app.require_admin(&headers, &Query::parse(uri.query()))?;
     let s = app.hub.stats();
-    let total = s.websocket_connections + s.sse_connections;
-    let healthy = s.websocket_healthy + s.sse_healthy;
+    let (total, healthy) = (s.connections(), s.healthy());
     Ok(Json(wire::StatsResponse {
         total_players: s.players_online,
         total_connections: total,
@@ -216,16 +206,12 @@ pub async fn stats(
         },
         session_statistics: wire::SessionStatistics {
             total_sessions: s.sessions,
-            average_connections_per_session: if s.sessions_with_connections == 0 {
-                0.0
-            } else {
-                total as f64 / s.sessions_with_connections as f64
-            },
+            average_connections_per_session: s.connections_per_session(),
         },
         health_statistics: wire::HealthStatistics {
             healthy_connections: healthy,
             unhealthy_connections: total - healthy,
-            health_percentage: percentage(healthy, total),
+            health_percentage: s.health_percentage(),
         },
     }))
 }
@@ -436,7 +422,5 @@ mod tests {
         assert_eq!(health_word(2, 2), "healthy");
         assert_eq!(health_word(2, 1), "degraded");
         assert_eq!(health_word(2, 0), "unhealthy");
-        assert_eq!(percentage(0, 0), 100.0);
-        assert_eq!(percentage(1, 4), 25.0);
     }
 }

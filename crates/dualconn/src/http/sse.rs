@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -65,6 +66,7 @@ fn open(
     }
     let retry = Bytes::from(format!("retry: {}\n\n", app.config.sse_retry.as_millis()));
     let state = Stream {
+        app: app.clone(),
         delivery,
         opening: Some((retry, arrived)),
     };
@@ -83,6 +85,8 @@ fn open(
 /// The body's state: hyper asks for the next chunk only once the last one was written, which
 /// is what the SSE health model calls a completed write.
 struct Stream {
+    /// For the establishment histogram when the first chunk goes out.
+    app: AppState,
     delivery: Delivery,
     /// The `retry:` line and the request's arrival, until the first chunk goes out.
     opening: Option<(Bytes, Instant)>,
@@ -97,17 +101,20 @@ impl Stream {
                 if let Some((retry, arrived)) = self.opening.take() {
                     chunk.put_slice(&retry);
                     encode(&frames, &mut chunk);
+                    let took = arrived.elapsed();
                     self.delivery
                         .hub()
                         .counters
                         .establishment(ConnKind::Sse)
-                        .record(arrived.elapsed());
+                        .record(took);
+                    self.app.metrics.record_establishment(ConnKind::Sse, took);
                 } else {
                     encode(&frames, &mut chunk);
                 }
                 // Counted as written once handed to hyper; a failed write drops this body and
                 // the hub counts what was still queued.
                 self.delivery.finished(frames, true);
+                self.delivery.conn().write_began();
                 Some((Ok(chunk.freeze()), self))
             }
             Next::Close(_) => None,
@@ -116,7 +123,7 @@ impl Stream {
 }
 
 /// Lets the HTTP connection under an SSE stream drop itself when the stream's outbox
-/// overflows. hyper stops polling a body whose socket is full, so the body itself can never
+/// overflows or its writes stall. hyper stops polling a body whose socket is full, so the body itself can never
 /// notice; without this, a client that stops reading would hold its socket forever.
 #[derive(Clone, Default)]
 pub struct SlowReaderWatch(Arc<WatchInner>);
@@ -134,18 +141,32 @@ impl SlowReaderWatch {
         self.0.changed.notify_one();
     }
 
-    /// Resolves when the watched stream overflowed.
-    pub async fn overflowed(&self) {
+    /// Resolves when the watched stream overflowed, or its write has been stuck for `grace`.
+    pub async fn gave_up(&self, grace: Duration) {
         loop {
             let changed = self.0.changed.notified();
             let conn = self.0.conn.lock().clone();
             match conn {
                 Some(conn) => tokio::select! {
                     _ = conn.outbox.overflowed() => return,
+                    _ = stuck(&conn, grace) => return,
                     _ = changed => {}
                 },
                 None => changed.await,
             }
+        }
+    }
+}
+
+/// Resolves once a write to this stream has waited longer than `grace` (SPEC §9: unhealthy
+/// connections are closed after a grace period).
+async fn stuck(conn: &Conn, grace: Duration) {
+    let mut every = tokio::time::interval(grace / 4);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if conn.stalled_for(Instant::now()) >= grace {
+            return;
         }
     }
 }

@@ -82,8 +82,8 @@ fn open(
         write_timeout: WRITE_TIMEOUT,
     };
     let tracker = app.tracker.clone();
-    let hub = app.hub.clone();
     let runner = app.commands.clone();
+    let state = app.clone();
     Ok(ws
         .protocols(["bearer"])
         .read_buffer_size(4096)
@@ -92,9 +92,15 @@ fn open(
         .max_frame_size(app.config.max_message_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            hub.counters
+            let took = arrived.elapsed();
+            state
+                .hub
+                .counters
                 .establishment(ConnKind::WebSocket)
-                .record(arrived.elapsed());
+                .record(took);
+            state
+                .metrics
+                .record_establishment(ConnKind::WebSocket, took);
             tracker.track_future(serve(socket, delivery, options, runner))
         }))
 }

@@ -80,6 +80,10 @@ pub struct Conn {
     /// Last sign of life from the peer (WebSocket: any inbound frame or pong; SSE: a write that
     /// completed), in ms since `epoch`.
     last_alive_ms: AtomicU64,
+    /// When the transport handed its latest batch to the socket, in ms since `epoch`; the
+    /// write is done once `last_alive_ms` catches up. Only SSE uses it: hyper's body polling
+    /// is the one place a stalled write shows.
+    write_began_ms: AtomicU64,
 }
 
 impl Conn {
@@ -103,6 +107,7 @@ impl Conn {
             epoch_wall,
             opened_ms: now,
             last_alive_ms: AtomicU64::new(now),
+            write_began_ms: AtomicU64::new(0),
         }
     }
 
@@ -110,6 +115,21 @@ impl Conn {
     pub fn touch(&self) {
         self.last_alive_ms
             .store(ms_since(self.epoch, Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Records that a batch went to the socket; [`Conn::touch`] marks it written.
+    pub fn write_began(&self) {
+        self.write_began_ms
+            .store(ms_since(self.epoch, Instant::now()), Ordering::Relaxed);
+    }
+
+    /// How long the current write has been waiting for the socket; zero when none is.
+    pub fn stalled_for(&self, now: Instant) -> Duration {
+        let began = self.write_began_ms.load(Ordering::Relaxed);
+        if began == 0 || began <= self.last_alive_ms.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(ms_since(self.epoch, now).saturating_sub(began))
     }
 
     /// How long since the last sign of life.

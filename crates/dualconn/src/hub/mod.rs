@@ -9,6 +9,7 @@ mod conn;
 mod outbox;
 mod player;
 mod stats;
+mod trends;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -25,6 +26,7 @@ pub use conn::{CloseReason, Conn, ConnKind};
 pub use outbox::{Frame, Outbox, Pushed};
 pub use player::REPLACED_SESSIONS_REMEMBERED;
 pub use stats::{Counters, Establishment};
+pub use trends::{HealthTrends, SAMPLES_PER_DAY};
 
 use player::Player;
 
@@ -159,12 +161,62 @@ pub struct StatsSnapshot {
     pub players_known: usize,
 }
 
+impl StatsSnapshot {
+    pub fn connections(&self) -> usize {
+        self.websocket_connections + self.sse_connections
+    }
+
+    pub fn healthy(&self) -> usize {
+        self.websocket_healthy + self.sse_healthy
+    }
+
+    /// connections ÷ sessions that have connections, and 0 when none do (SPEC §12.13).
+    pub fn connections_per_session(&self) -> f64 {
+        if self.sessions_with_connections == 0 {
+            0.0
+        } else {
+            self.connections() as f64 / self.sessions_with_connections as f64
+        }
+    }
+
+    /// healthy ÷ total × 100, and 100.0 with no connections (SPEC §9).
+    pub fn health_percentage(&self) -> f64 {
+        percentage(self.healthy(), self.connections())
+    }
+}
+
+/// part ÷ total × 100, and 100.0 when there is nothing to measure.
+pub fn percentage(part: usize, total: usize) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    }
+}
+
+/// One player in the operators' list.
+pub struct PlayerListing {
+    pub player_id: PlayerId,
+    pub session_id: Option<SessionId>,
+    pub connections: Vec<ConnListing>,
+}
+
+pub struct ConnListing {
+    pub connection_id: String,
+    pub kind: ConnKind,
+    pub healthy: bool,
+    pub last_activity: SystemTime,
+    pub opened_at: SystemTime,
+}
+
 pub struct Hub {
     shards: Box<[Mutex<HashMap<PlayerId, Player>>]>,
     /// Picks a player's shard; seeded per process so ids cannot be chosen to collide.
     hasher: RandomState,
     config: HubConfig,
     pub counters: Counters,
+    /// Health percentage samples for the trend figures.
+    pub trends: HealthTrends,
     /// Random per process, so connection ids never repeat across restarts or nodes.
     conn_prefix: String,
     next_conn: AtomicU64,
@@ -181,6 +233,7 @@ impl Hub {
             hasher: RandomState::new(),
             config,
             counters: Counters::default(),
+            trends: HealthTrends::default(),
             conn_prefix: crate::random::token()[..8].to_owned(),
             next_conn: AtomicU64::new(1),
             epoch: Instant::now(),
@@ -578,6 +631,43 @@ impl Hub {
             }
         }
         s
+    }
+
+    /// Takes one health sample for the trends.
+    pub fn sample_health(&self) {
+        self.trends.record(self.stats().health_percentage());
+    }
+
+    /// Online players with their connections, up to `limit`, sorted by id; and how many are
+    /// online in all.
+    pub fn online(&self, limit: usize) -> (Vec<PlayerListing>, usize) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut total = 0;
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (id, player) in shard.iter().filter(|(_, p)| !p.conns.is_empty()) {
+                total += 1;
+                out.push(PlayerListing {
+                    player_id: id.clone(),
+                    session_id: player.session.as_ref().map(|s| s.id.clone()),
+                    connections: player
+                        .conns
+                        .iter()
+                        .map(|c| ConnListing {
+                            connection_id: c.id.to_string(),
+                            kind: c.kind,
+                            healthy: self.is_healthy(c, now),
+                            last_activity: c.last_activity(),
+                            opened_at: c.opened_at(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.player_id.cmp(&b.player_id));
+        out.truncate(limit);
+        (out, total)
     }
 
     /// Forgets players idle past `session_ttl` and drops expired history. Memory then tracks

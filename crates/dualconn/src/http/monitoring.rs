@@ -1,0 +1,191 @@
+//! Admin monitoring routes (reference "Monitoring Endpoints", SPEC §9) and `/metrics`.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::access::Query;
+use super::error::ApiError;
+use super::rest::health_word;
+use crate::hub::{ConnKind, StatsSnapshot, percentage};
+use crate::wire;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn admin(app: &AppState, headers: &HeaderMap, uri: &Uri) -> ApiResult<()> {
+    app.require_admin(headers, &Query::parse(uri.query()))
+        .map(drop)
+}
+
+fn health_figures(s: &StatsSnapshot) -> wire::HealthFigures {
+    wire::HealthFigures {
+        total_connections: s.connections(),
+        healthy_connections: s.healthy(),
+        unhealthy_connections: s.connections() - s.healthy(),
+        health_percentage: s.health_percentage(),
+    }
+}
+
+/// `GET /monitoring/dual-connections`
+pub async fn dual_connections(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::DualConnectionsResponse>> {
+    admin(&app, &headers, &uri)?;
+    let s = app.hub.stats();
+    Ok(Json(wire::DualConnectionsResponse {
+        connection_distribution: wire::DualDistribution {
+            total_players: s.players_online,
+            dual_connection_players: s.dual,
+            websocket_only_players: s.websocket_only,
+            sse_only_players: s.sse_only,
+            dual_connection_percentage: if s.players_online == 0 {
+                0.0
+            } else {
+                percentage(s.dual, s.players_online)
+            },
+        },
+        connection_health: health_figures(&s),
+        session_analytics: wire::SessionAnalytics {
+            total_sessions: s.sessions,
+            sessions_with_connections: s.sessions_with_connections,
+            average_connections_per_session: s.connections_per_session(),
+        },
+    }))
+}
+
+/// `GET /monitoring/performance`: counts since start (SPEC §12.13).
+pub async fn performance(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::PerformanceResponse>> {
+    admin(&app, &headers, &uri)?;
+    let c = &app.hub.counters;
+    let (ws, ws_avg, ws_max) = c.establishment(ConnKind::WebSocket).summary();
+    let (sse, sse_avg, sse_max) = c.establishment(ConnKind::Sse).summary();
+    let sent = c.messages_sent.load(Ordering::Relaxed);
+    let ok = c.deliveries_ok.load(Ordering::Relaxed);
+    let failed = c.deliveries_failed.load(Ordering::Relaxed);
+    Ok(Json(wire::PerformanceResponse {
+        connection_establishment: wire::EstablishmentFigures {
+            total_connections: ws + sse,
+            websocket_connections: ws,
+            sse_connections: sse,
+            avg_websocket_establishment_ms: ws_avg,
+            avg_sse_establishment_ms: sse_avg,
+            max_websocket_establishment_ms: ws_max,
+            max_sse_establishment_ms: sse_max,
+        },
+        message_delivery: wire::DeliveryFigures {
+            total_messages_sent: sent,
+            successful_deliveries: ok,
+            failed_deliveries: failed,
+            delivery_success_rate: if sent == 0 {
+                100.0
+            } else {
+                // Deliveries still queued count as neither, so the rate never passes 100.
+                (ok as f64 * 100.0 / sent as f64).min(100.0)
+            },
+            slow_consumer_disconnects: c.slow_consumers.load(Ordering::Relaxed),
+        },
+        timestamp: wire::timestamp(SystemTime::now()),
+    }))
+}
+
+/// `GET /monitoring/connection-health`
+pub async fn connection_health(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::ConnectionHealthResponse>> {
+    admin(&app, &headers, &uri)?;
+    let s = app.hub.stats();
+    let by_type = |total: usize, healthy: usize| wire::TypeHealthFigures {
+        total,
+        healthy,
+        unhealthy: total - healthy,
+        health_percentage: percentage(healthy, total),
+    };
+    let (hour, day) = app.hub.trends.means(s.health_percentage());
+    Ok(Json(wire::ConnectionHealthResponse {
+        overall_health: health_figures(&s),
+        connection_type_health: wire::TypeHealth {
+            websocket: by_type(s.websocket_connections, s.websocket_healthy),
+            sse: by_type(s.sse_connections, s.sse_healthy),
+        },
+        health_trends: wire::HealthTrendFigures {
+            last_hour_health_percentage: hour,
+            last_24_hours_health_percentage: day,
+        },
+    }))
+}
+
+/// Most players `/monitoring/players` lists at once.
+const MAX_LISTED: usize = 1000;
+
+/// `GET /monitoring/players?limit=N`: online players and each connection's health.
+pub async fn players(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Json<wire::PlayersResponse>> {
+    let query = Query::parse(uri.query());
+    app.require_admin(&headers, &query)?;
+    let limit = match query.get("limit") {
+        Some(raw) => raw
+            .parse::<usize>()
+            .map_err(|_| ApiError::validation("limit must be a number"))?
+            .min(MAX_LISTED),
+        None => 200,
+    };
+    let (listed, total) = app.hub.online(limit);
+    let players = listed
+        .into_iter()
+        .map(|p| {
+            let healthy = p.connections.iter().filter(|c| c.healthy).count();
+            wire::PlayerEntry {
+                player_id: p.player_id.to_string(),
+                session_id: p.session_id.map(|s| s.to_string()),
+                overall_health: health_word(p.connections.len(), healthy),
+                connections: p
+                    .connections
+                    .into_iter()
+                    .map(|c| wire::ConnectionEntry {
+                        connection_id: c.connection_id,
+                        connection_type: c.kind.as_str(),
+                        healthy: c.healthy,
+                        last_activity: wire::timestamp(c.last_activity),
+                        opened_at: wire::timestamp(c.opened_at),
+                    })
+                    .collect(),
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(Json(wire::PlayersResponse {
+        truncated: players.len() < total,
+        players,
+        total_players: total,
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format, for admins.
+pub async fn metrics(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
+    admin(&app, &headers, &uri)?;
+    let mut response = app.metrics.render(&app).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
