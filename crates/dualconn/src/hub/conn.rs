@@ -80,8 +80,8 @@ pub struct Conn {
     /// Last sign of life from the peer (WebSocket: any inbound frame or pong; SSE: a write that
     /// completed), in ms since `epoch`.
     last_alive_ms: AtomicU64,
-    /// When the transport handed its latest batch to the socket, in ms since `epoch`; the
-    /// write is done once `last_alive_ms` catches up. Only SSE uses it: hyper's body polling
+    /// When the transport handed its latest batch to the socket, in ms since `epoch`, or 0
+    /// once that write completed. Only SSE uses it: hyper's body polling
     /// is the one place a stalled write shows.
     write_began_ms: AtomicU64,
 }
@@ -111,22 +111,24 @@ impl Conn {
         }
     }
 
-    /// Records a sign of life.
+    /// Records a sign of life; for SSE, also that the write in flight completed.
     pub fn touch(&self) {
         self.last_alive_ms
             .store(ms_since(self.epoch, Instant::now()), Ordering::Relaxed);
+        self.write_began_ms.store(0, Ordering::Relaxed);
     }
 
     /// Records that a batch went to the socket; [`Conn::touch`] marks it written.
     pub fn write_began(&self) {
-        self.write_began_ms
-            .store(ms_since(self.epoch, Instant::now()), Ordering::Relaxed);
+        // Zero means "no write yet", so a write in the epoch's first millisecond counts as 1.
+        let now = ms_since(self.epoch, Instant::now()).max(1);
+        self.write_began_ms.store(now, Ordering::Relaxed);
     }
 
     /// How long the current write has been waiting for the socket; zero when none is.
     pub fn stalled_for(&self, now: Instant) -> Duration {
         let began = self.write_began_ms.load(Ordering::Relaxed);
-        if began == 0 || began <= self.last_alive_ms.load(Ordering::Relaxed) {
+        if began == 0 {
             return Duration::ZERO;
         }
         Duration::from_millis(ms_since(self.epoch, now).saturating_sub(began))
@@ -161,9 +163,8 @@ impl Conn {
         match self.kind {
             ConnKind::WebSocket => self.idle_for(now) < ping_interval * 2,
             ConnKind::Sse => {
-                let queued = self.outbox.queued_bytes();
-                queued < self.outbox.cap() / 2
-                    && (queued == 0 || self.idle_for(now) < write_timeout)
+                self.outbox.queued_bytes() < self.outbox.cap() / 2
+                    && self.stalled_for(now) < write_timeout
             }
         }
     }
