@@ -301,3 +301,84 @@ async fn every_reference_key_is_there_with_the_same_type() {
     assert_eq!(actual["previous_connections_disconnected"], 2);
     assert_eq!(actual["session_id"], "new_session_456");
 }
+
+/// The reference's monitoring examples, checked key by key and snapshotted.
+#[tokio::test]
+async fn monitoring_routes_match_the_reference() {
+    let server = Server::start().await;
+    let _dual = dual_player(&server, "test_player").await;
+    server.publish(&["test_player"], "chat", json!({})).await;
+
+    let dual = get_json(&server, "/monitoring/dual-connections", 200).await;
+    assert_shape(
+        "dual-connections",
+        &json!({
+          "connection_distribution": {"total_players": 25, "dual_connection_players": 17,
+            "websocket_only_players": 5, "sse_only_players": 3, "dual_connection_percentage": 68.0},
+          "connection_health": {"total_connections": 50, "healthy_connections": 48,
+            "unhealthy_connections": 2, "health_percentage": 96.0},
+          "session_analytics": {"total_sessions": 25, "sessions_with_connections": 25,
+            "average_connections_per_session": 2.0}
+        }),
+        &dual,
+    );
+    assert_json_snapshot!("monitoring_dual_connections", dual);
+
+    let perf = get_json(&server, "/monitoring/performance", 200).await;
+    assert_shape(
+        "performance",
+        &json!({
+          "connection_establishment": {"total_connections": 50, "websocket_connections": 25,
+            "sse_connections": 25, "avg_websocket_establishment_ms": 45.2,
+            "avg_sse_establishment_ms": 32.1, "max_websocket_establishment_ms": 120.5,
+            "max_sse_establishment_ms": 89.3},
+          "message_delivery": {"total_messages_sent": 1250, "successful_deliveries": 1245,
+            "failed_deliveries": 5, "delivery_success_rate": 99.6},
+          "timestamp": "2025-01-06T19:55:00Z"
+        }),
+        &perf,
+    );
+    let ms = || {
+        insta::dynamic_redaction(|value, path| {
+            assert!(
+                value.as_f64().is_some_and(|v| v >= 0.0),
+                "{path}: {value:?}"
+            );
+            "[ms]"
+        })
+    };
+    assert_json_snapshot!("monitoring_performance", perf, {
+        ".timestamp" => timestamp(),
+        ".connection_establishment.avg_websocket_establishment_ms" => ms(),
+        ".connection_establishment.avg_sse_establishment_ms" => ms(),
+        ".connection_establishment.max_websocket_establishment_ms" => ms(),
+        ".connection_establishment.max_sse_establishment_ms" => ms(),
+        // Whether the first event is written yet is a race the snapshot must not pin.
+        ".message_delivery.successful_deliveries" => "[deliveries]",
+        ".message_delivery.delivery_success_rate" => "[rate]",
+    });
+
+    let health = get_json(&server, "/monitoring/connection-health", 200).await;
+    assert_shape(
+        "connection-health",
+        &json!({
+          "overall_health": {"total_connections": 50, "healthy_connections": 48,
+            "unhealthy_connections": 2, "health_percentage": 96.0},
+          "connection_type_health": {
+            "websocket": {"total": 25, "healthy": 24, "unhealthy": 1, "health_percentage": 96.0},
+            "sse": {"total": 25, "healthy": 24, "unhealthy": 1, "health_percentage": 96.0}},
+          "health_trends": {"last_hour_health_percentage": 95.8,
+            "last_24_hours_health_percentage": 96.2}
+        }),
+        &health,
+    );
+    assert_json_snapshot!("monitoring_connection_health", health);
+
+    let players = get_json(&server, "/monitoring/players", 200).await;
+    assert_json_snapshot!("monitoring_players", players, {
+        ".players[].session_id" => id("session_id"),
+        ".players[].connections[].connection_id" => id("connection_id"),
+        ".players[].connections[].last_activity" => timestamp(),
+        ".players[].connections[].opened_at" => timestamp(),
+    });
+}
