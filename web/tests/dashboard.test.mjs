@@ -21,7 +21,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const BIN = process.env.DUALCONN_BIN ?? path.join(root, "target/debug/dualconn");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const SCREENSHOT = path.join(here, "screenshots/dashboard.png");
+// Test runs save into target/ so they never dirty the tree; UPDATE_SCREENSHOTS=1 refreshes the
+// committed copy the README shows.
+const SCREENSHOT = process.env.UPDATE_SCREENSHOTS
+  ? path.join(here, "screenshots/dashboard.png")
+  : path.join(root, "target/screenshots/dashboard.png");
 const WAIT = 10_000; // bound on every wait for the page to catch up (it polls every second)
 
 let server; // { proc, base, adminKey }
