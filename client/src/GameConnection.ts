@@ -18,6 +18,7 @@ import type {
   NewSessionResponse,
   TimerApi,
   TransportKind,
+  TransportState,
   WebSocketConstructor,
 } from './types.js';
 
@@ -209,6 +210,35 @@ export class GameConnection {
       slot.phase = 'idle';
     }
     this.refresh();
+  }
+
+  /**
+   * Drops one transport's current connection, as a network failure would, and lets it reconnect
+   * by itself: after `downForMs` (default 0) plus the usual backoff, resuming from the cursor.
+   * The other transport is untouched. Returns false when that transport is not enabled, or is
+   * stopped or idle. Meant for demos and tests ("pull the plug on the WebSocket").
+   */
+  dropTransport(kind: TransportKind, options: { downForMs?: number } = {}): boolean {
+    const slot = this.slots.find((s) => s.kind === kind);
+    if (!slot || !this.running || slot.phase === 'stopped' || slot.phase === 'idle') return false;
+    this.teardown(slot);
+    this.scheduleRetry(slot, options.downForMs ?? 0);
+    this.refresh();
+    return true;
+  }
+
+  /**
+   * Where each transport is in its life: `connecting` (opening, or open but the server has not
+   * said `connected` yet), `open`, `waiting` (for a retry, or for our own new session),
+   * `stopped`, `idle`, or `disabled` (not in `transports`).
+   */
+  get transportStates(): Record<TransportKind, TransportState> {
+    const of = (kind: TransportKind): TransportState => {
+      const slot = this.slots.find((s) => s.kind === kind);
+      if (!slot) return 'disabled';
+      return slot.phase === 'parked' ? 'waiting' : slot.phase;
+    };
+    return { websocket: of('websocket'), sse: of('sse') };
   }
 
   // ---- sessions --------------------------------------------------------------------------

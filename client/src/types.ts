@@ -54,6 +54,9 @@ export type ConnectionState =
   /** Nothing will retry: the session was ended elsewhere, or every transport gave up. */
   | 'stopped';
 
+/** One transport's phase; see `GameConnection.transportStates`. */
+export type TransportState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped' | 'disabled';
+
 export type TransportStatus = 'healthy' | 'unhealthy' | 'disconnected';
 export type OverallHealth = 'healthy' | 'degraded' | 'unhealthy' | 'no_connections';
 

@@ -692,3 +692,59 @@ describe('health', () => {
     expect(FakeEventSource.instances).toHaveLength(2);
   });
 });
+
+describe('dropTransport and transportStates', () => {
+  it('reports each transport\'s phase, and disabled for one not asked for', async () => {
+    const t = setup({ transports: ['sse'] });
+    expect(t.conn.transportStates).toEqual({ websocket: 'disabled', sse: 'idle' });
+    t.conn.connect();
+    await flush();
+    expect(t.conn.transportStates.sse).toBe('connecting');
+    lastEs().open();
+    expect(t.conn.transportStates.sse).toBe('connecting'); // open socket, no `connected` yet
+    lastEs().emit(connectedEvent('sse'));
+    expect(t.conn.transportStates.sse).toBe('open');
+    t.conn.disconnect();
+    expect(t.conn.transportStates.sse).toBe('idle');
+  });
+
+  it('drops one transport, keeps the other, and reconnects it by itself with resume', async () => {
+    const t = setup({ sessionId: 's1' });
+    const { ws, es } = await connectBoth(t);
+    es.emit(streamEvent(7));
+    expect(t.conn.dropTransport('websocket', { downForMs: 3_000 })).toBe(true);
+    expect(ws.closedByClient).toBe(true);
+    expect(es.closedByClient).toBe(false);
+    expect(t.conn.transportStates).toEqual({ websocket: 'waiting', sse: 'open' });
+    expect(t.conn.state).toBe('connected');
+    expect(t.conn.connectionHealth.websocket.status).toBe('disconnected');
+    expect(t.conn.connectionHealth.overall).toBe('degraded');
+    // A late frame from the dropped socket is ignored.
+    ws.emit(streamEvent(8));
+    expect(t.streamSeqs()).toEqual([7]);
+    // Held down for downForMs, then the usual backoff (0.5 s at most for the first attempt).
+    await advance(3_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    await advance(500);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    expect(lastWs().url).toBe('ws://game.test:8000/api/ws?session_id=s1&last_event_id=7');
+    expect(t.conn.transportStates.websocket).toBe('connecting');
+    lastWs().open();
+    lastWs().emit(connectedEvent('websocket'));
+    expect(t.conn.transportStates.websocket).toBe('open');
+    expect(t.conn.connectionHealth.overall).toBe('healthy');
+  });
+
+  it('does nothing for a transport that is not enabled or not running', async () => {
+    const t = setup({ transports: ['websocket'] });
+    expect(t.conn.dropTransport('websocket')).toBe(false); // not connected yet
+    t.conn.connect();
+    await flush();
+    expect(t.conn.dropTransport('sse')).toBe(false);
+    expect(t.conn.dropTransport('websocket')).toBe(true);
+    t.conn.disconnect();
+    expect(t.conn.dropTransport('websocket')).toBe(false);
+    await advance(30_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+  });
+});
