@@ -213,3 +213,46 @@ async fn broadcast_reaches_every_online_player() {
     assert_eq!(a.next_event().await["room_id"], "lobby");
     assert_eq!(b.next_event().await["data"]["m"], "hi");
 }
+
+#[tokio::test]
+async fn heartbeats_reach_both_transports_as_connection_local_events() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start_with(|s| s.heartbeat_secs = Some(1)).await;
+    let mut ws = server.ws("beat", "").await;
+    let connected = ws.next_event().await;
+    assert_eq!(connected["data"]["heartbeat_interval_ms"], 1000);
+    let beat = loop {
+        match within(ws.stream.next()).await {
+            Some(Ok(Message::Text(t))) => {
+                break serde_json::from_str::<serde_json::Value>(&t).unwrap();
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(beat["event_type"], "heartbeat");
+    assert_eq!(beat["data"], json!({}));
+    assert!(beat.get("sequence_number").is_none());
+
+    let token = server.token("beat");
+    let res = server
+        .http
+        .get(server.url(&format!("/sse/beat?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    let mut body = res.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"heartbeat\"") {
+        let chunk = within(body.next()).await.unwrap().unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let beat_frame = text
+        .split("\n\n")
+        .find(|f| f.contains("\"heartbeat\""))
+        .unwrap();
+    assert!(
+        beat_frame.starts_with("data: "),
+        "no id: line: {beat_frame:?}"
+    );
+}
