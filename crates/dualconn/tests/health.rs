@@ -49,15 +49,9 @@ const PING: Duration = Duration::from_secs(25);
 
 fn hub() -> Arc<Hub> {
     Arc::new(Hub::new(HubConfig {
-        max_connections_per_player: 4,
-        reject_over_limit: false,
         history_size: 16,
-        history_ttl: Duration::from_secs(300),
-        outbox_bytes: 1 << 20,
-        session_ttl: Duration::from_secs(3600),
-        heartbeat_interval: Duration::from_secs(15),
         ping_interval: PING,
-        write_timeout: Duration::from_secs(10),
+        ..HubConfig::default()
     }))
 }
 

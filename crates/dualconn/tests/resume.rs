@@ -9,21 +9,6 @@ use common::*;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-/// A tiny deterministic generator: the same seed gives the same disconnect schedule.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One connection's worth of stream events, read until `take` arrive or the publisher is done
 /// and the last published event was seen.
 enum Conn {

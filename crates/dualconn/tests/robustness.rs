@@ -95,18 +95,6 @@ fn status(outcome: &Outcome) -> Option<u16> {
     }
 }
 
-/// The same deterministic generator the resume test uses.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_an_error_or_a_close_and_the_server_stays_up() {
     let server = Server::start().await;

@@ -52,6 +52,23 @@ pub struct HubConfig {
     pub write_timeout: Duration,
 }
 
+/// SPEC §6, §8, §9 and §11's defaults.
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            max_connections_per_player: 4,
+            reject_over_limit: false,
+            history_size: 256,
+            history_ttl: Duration::from_secs(300),
+            outbox_bytes: 1 << 20,
+            session_ttl: Duration::from_secs(86_400),
+            heartbeat_interval: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(25),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl From<&crate::config::Config> for HubConfig {
     fn from(c: &crate::config::Config) -> HubConfig {
         HubConfig {

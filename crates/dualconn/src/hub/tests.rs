@@ -2,15 +2,8 @@ use super::*;
 
 fn config() -> HubConfig {
     HubConfig {
-        max_connections_per_player: 4,
-        reject_over_limit: false,
-        history_size: 256,
-        history_ttl: Duration::from_secs(300),
-        outbox_bytes: 1 << 20,
         session_ttl: Duration::from_secs(3600),
-        heartbeat_interval: Duration::from_secs(15),
-        ping_interval: Duration::from_secs(25),
-        write_timeout: Duration::from_secs(10),
+        ..HubConfig::default()
     }
 }
 
