@@ -72,8 +72,8 @@ pub fn admit(
         .or_else(|| {
             headers
                 .get("last-event-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
+                // Bytes that are not text are no sequence number: refused below, not ignored.
+                .map(|v| v.to_str().unwrap_or("?").trim())
                 .filter(|v| !v.is_empty())
         })
         .map(|raw| {

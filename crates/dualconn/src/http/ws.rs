@@ -76,6 +76,11 @@ fn open(
     let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket)?;
     let ws =
         ws.map_err(|e| ApiError::validation(format!("not a valid WebSocket handshake: {e}")))?;
+    if !valid_key(headers) {
+        return Err(ApiError::validation(
+            "not a valid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64",
+        ));
+    }
     let delivery = join(app, &admitted, ConnKind::WebSocket)?;
     let options = Options {
         ping_interval: app.config.ping_interval,
@@ -103,6 +108,19 @@ fn open(
                 .record_establishment(ConnKind::WebSocket, took);
             tracker.track_future(serve(socket, delivery, options, runner))
         }))
+}
+
+/// RFC 6455 §4.2.1: the key is a base64 nonce of 16 bytes; the library only checks it is there.
+fn valid_key(headers: &HeaderMap) -> bool {
+    use base64::Engine;
+    headers
+        .get("sec-websocket-key")
+        .and_then(|key| {
+            base64::engine::general_purpose::STANDARD
+                .decode(key.as_bytes())
+                .ok()
+        })
+        .is_some_and(|nonce| nonce.len() == 16)
 }
 
 /// How long one batch may take to reach the socket before the peer is given up on.
