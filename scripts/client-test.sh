@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds and tests the TypeScript client (client/). Works on a fresh clone: installs exactly the
-# locked dev dependencies when they are missing or the lock file changed since the last install.
+# Builds and tests the TypeScript client (client/): unit tests, then integration tests against the
+# real dualconn binary (target/debug/dualconn, built here; cheap when it is up to date). Works on a
+# fresh clone: installs exactly the locked dev dependencies when they are missing or the lock file
+# changed since the last install.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../client"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build -p dualconn --locked --quiet
+cd client
 
 # Reinstall only when node_modules is missing or was installed from a different lock file.
 stamp=node_modules/.dualconn-lock.sha256
@@ -16,3 +20,4 @@ fi
 npm run --silent build
 npm run --silent typecheck
 npm test
+npm run --silent test:integration
