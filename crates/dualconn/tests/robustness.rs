@@ -900,7 +900,7 @@ async fn bad_websocket_frames_close_that_socket_only() {
         (
             "invalid utf-8 text",
             frame(0x81, &[0xff, 0xfe, 0xfd], true),
-            None,
+            Some(1007),
         ),
         (
             "invalid utf-8 across fragments",
@@ -909,7 +909,7 @@ async fn bad_websocket_frames_close_that_socket_only() {
                 frame(0x80, b"\x28\"}", true),
             ]
             .concat(),
-            None,
+            Some(1007),
         ),
         ("unmasked", frame(0x81, b"{}", false), None),
         ("reserved opcode", frame(0x83, b"{}", true), None),
@@ -976,4 +976,18 @@ async fn bad_websocket_frames_close_that_socket_only() {
         .await;
     assert_eq!(good.next_event().await["data"]["still"], true);
     assert_still_serving(&server, "alice").await;
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_it_is_sent() {
+    let server = Server::start().await;
+    let outcome = send_raw(
+        &server,
+        format!(
+            "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: 10000000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status(&outcome), Some(413));
 }

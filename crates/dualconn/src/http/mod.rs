@@ -19,9 +19,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
+use axum::middleware;
 use axum::routing::{get, post};
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::auth::Authenticator;
 use crate::config::{AllowedOrigins, Config};
@@ -103,12 +105,40 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // A body that stalls is cut off instead of holding its connection forever.
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .layer(middleware::from_fn_with_state(
+            state.config.max_body_bytes,
+            refuse_declared_oversize,
+        ));
     let api = match cors(&state.config.allowed_origins) {
         Some(cors) => api.layer(cors),
         None => api,
     };
     api.with_state(state)
+}
+
+/// Longest wait for the next piece of a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// 413 as soon as a declared `Content-Length` is over the bound, before waiting for the body.
+async fn refuse_declared_oversize(
+    axum::extract::State(max): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        let mut err = error::ApiError::validation("the request body is too large");
+        err.status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        return axum::response::IntoResponse::into_response(err);
+    }
+    next.run(request).await
 }
 
 /// CORS for the REST and SSE routes (SPEC §12.24); none when only the same origin may call.

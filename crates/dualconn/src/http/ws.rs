@@ -185,8 +185,8 @@ where
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => delivery.conn().touch(),
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(e)) => {
-                    if is_too_big(e) {
-                        close(&mut sink, (1009, "message too big"), options.write_timeout).await;
+                    if let Some(code) = close_code_for(e) {
+                        close(&mut sink, code, options.write_timeout).await;
                     }
                     return;
                 }
@@ -220,11 +220,15 @@ where
     let _ = tokio::time::timeout(patience, sink.send(frame)).await;
 }
 
-fn is_too_big(error: axum::Error) -> bool {
-    matches!(
-        error.into_inner().downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
+/// The close a broken inbound stream deserves, when the peer can still be told: 1009 for a
+/// message over the limit, 1007 for text that is not UTF-8, 1002 for a protocol violation.
+fn close_code_for(error: axum::Error) -> Option<(u16, &'static str)> {
+    match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some((1009, "message too big")),
+        tungstenite::Error::Utf8(_) => Some((1007, "text is not UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
 }
 
 fn on_text(delivery: &Delivery, commands: &mut InFlight, text: &str) {
