@@ -1,0 +1,61 @@
+const OPEN = 1;
+/**
+ * Opens a WebSocket authenticated by subprotocol (`bearer, <jwt>`), the one way a browser can
+ * present a token on the handshake without putting it in the URL.
+ */
+export function openWebSocket(Ctor, url, token, cb) {
+    const socket = new Ctor(url, ['bearer', token]);
+    let done = false;
+    const finish = (info) => {
+        if (done)
+            return;
+        done = true;
+        detach(socket);
+        cb.onClose(info);
+    };
+    socket.onopen = () => {
+        if (!done)
+            cb.onOpen();
+    };
+    socket.onmessage = (ev) => {
+        if (!done)
+            cb.onMessage(frameText(ev.data));
+    };
+    // Browsers always follow `error` with `close`, which carries the code we need; waiting for it
+    // also keeps us from reporting one failure twice.
+    socket.onerror = () => { };
+    socket.onclose = (ev) => finish({ code: ev.code, reason: ev.reason });
+    return {
+        kind: 'websocket',
+        canSend: () => !done && socket.readyState === OPEN,
+        send: (text) => socket.send(text),
+        close: () => {
+            if (done)
+                return;
+            done = true;
+            detach(socket);
+            try {
+                socket.close(1000, 'client closing');
+            }
+            catch {
+                // Closing a socket that is still CONNECTING throws in some implementations; it is being
+                // abandoned either way.
+            }
+        },
+    };
+}
+function detach(socket) {
+    socket.onopen = null;
+    socket.onmessage = null;
+    socket.onerror = null;
+    socket.onclose = null;
+}
+function frameText(data) {
+    if (typeof data === 'string')
+        return data;
+    if (data instanceof ArrayBuffer)
+        return new TextDecoder().decode(data);
+    if (ArrayBuffer.isView(data))
+        return new TextDecoder().decode(data);
+    return String(data);
+}
