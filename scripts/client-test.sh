@@ -18,6 +18,8 @@ if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$want" ]]; then
 fi
 
 npm run --silent build
+# The demo page serves a committed copy of this build (the binary embeds it): it must match.
+bash ../web/build.sh --check
 npm run --silent typecheck
 npm test
 npm run --silent test:integration

@@ -1,0 +1,235 @@
+// The demo game page, end to end: the real `dualconn serve` binary in dev mode, two players in
+// headless Chromium, each page holding a WebSocket and an SSE stream through the real client
+// library. They chat; one player's WebSocket is dropped with the page's button and the chat still
+// arrives, exactly once, over SSE; then the WebSocket comes back by itself.
+//
+//   node --test web/tests/demo.test.mjs
+//
+// Needs target/debug/dualconn (or DUALCONN_BIN) and Chromium (/usr/bin/chromium or CHROMIUM);
+// scripts/browser-setup.sh installs Chromium and this folder's node_modules. Screenshots go to
+// target/screenshots/; UPDATE_SCREENSHOTS=1 refreshes the committed ones the README shows.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const BIN = process.env.DUALCONN_BIN ?? path.join(root, "target/debug/dualconn");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = process.env.UPDATE_SCREENSHOTS
+  ? path.join(here, "screenshots")
+  : path.join(root, "target/screenshots");
+const WAIT = 10_000; // bound on every wait for a page to catch up
+
+let server; // { proc, base }
+let browser;
+
+// ---- The server ----------------------------------------------------------------------------
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, NO_COLOR: "1" };
+    // Dev mode, with every default: what `dualconn serve` does on a fresh machine.
+    for (const name of Object.keys(env)) if (name.startsWith("DUALCONN_")) delete env[name];
+    const proc = spawn(BIN, ["serve", "--bind", "127.0.0.1:0"], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    let started = false;
+    const fail = (err) => {
+      clearTimeout(timer);
+      proc.kill("SIGKILL");
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`the server did not print its address in time:\n${stderr}`)),
+      WAIT,
+    );
+    proc.once("error", fail);
+    proc.once("exit", (code) => fail(new Error(`the server exited early (${code}):\n${stderr}`)));
+    proc.stderr.setEncoding("utf8");
+    proc.stderr.on("data", (chunk) => {
+      stderr += chunk;
+      if (started) return;
+      // A whole line only: a chunk may end in the middle of the address.
+      const addr = /running in DEV MODE on (http:\/\/\S+)\s/.exec(stderr);
+      if (addr) {
+        started = true;
+        clearTimeout(timer);
+        proc.removeAllListeners("exit");
+        proc.removeAllListeners("error");
+        resolve({ proc, base: addr[1], log: () => stderr });
+      }
+    });
+  });
+}
+
+async function stopServer() {
+  if (!server) return;
+  const { proc } = server;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once("exit", resolve));
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+before(async () => {
+  assert.ok(existsSync(BIN), `no binary at ${BIN}: run cargo build -p dualconn first`);
+  server = await startServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    // playwright-core starts Chromium with a new, empty profile directory of its own.
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopServer();
+});
+
+// ---- A player in a browser -------------------------------------------------------------------
+
+/** Opens the demo page in its own browser context and enters the world as `name`. */
+async function player(name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(`${name}: page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") {
+      problems.push(`${name}: console error: ${msg.text()} (${msg.location()?.url ?? "?"})`);
+    }
+  });
+  page.on("response", (res) => {
+    if (res.status() >= 400) problems.push(`${name}: HTTP ${res.status()} for ${res.url()}`);
+  });
+  await page.goto(server.base + "/");
+  await page.fill("#name", name);
+  await page.click("#join");
+  const p = { name, page, context, problems };
+  await transportIs(p, "websocket", "open");
+  await transportIs(p, "sse", "open");
+  // The page looks around as soon as it is connected.
+  await page.locator("#log li.msg.room", { hasText: "The Great Hall" }).first().waitFor({ timeout: WAIT });
+  return p;
+}
+
+async function transportIs(p, kind, state) {
+  try {
+    await p.page.waitForSelector(`#transport-${kind}[data-state="${state}"]`, { timeout: WAIT });
+  } catch (err) {
+    const shown = await p.page.getAttribute(`#transport-${kind}`, "data-state").catch(() => "?");
+    throw new Error(`${p.name}'s ${kind} never became ${state} (it shows ${shown}): ${err.message}`);
+  }
+}
+
+async function command(p, text) {
+  await p.page.fill("#command", text);
+  await p.page.press("#command", "Enter");
+}
+
+/** Waits for a `say` line with `text`, then checks it is there exactly once; returns its badge. */
+async function heardOnce(p, text) {
+  const lines = p.page.locator("#log li.msg.say", { hasText: text });
+  await lines.first().waitFor({ timeout: WAIT });
+  assert.equal(await lines.count(), 1, `${p.name} shows "${text}" ${await lines.count()} times`);
+  return lines.first().locator(".via");
+}
+
+async function via(badge) {
+  return {
+    transports: (await badge.getAttribute("data-transports")).split(",").sort(),
+    duplicates: Number(await badge.getAttribute("data-duplicates")),
+  };
+}
+
+async function screenshot(p, file) {
+  mkdirSync(SHOTS, { recursive: true });
+  await p.page.screenshot({ path: path.join(SHOTS, file) });
+}
+
+// ---- The test ----------------------------------------------------------------------------------
+
+test("two players chat; one's WebSocket drops, the chat goes on over SSE, and it comes back", async () => {
+  const alice = await player("alice");
+  const bob = await player("bob");
+  try {
+    // Both in the hall, and each sees the other.
+    await command(alice, "look");
+    await alice.page
+      .locator("#log li.msg.room", { hasText: "Here: bob" })
+      .first()
+      .waitFor({ timeout: WAIT });
+
+    // Chat with both transports up: one line each, brought by both, one copy dropped.
+    await command(alice, "say hello bob");
+    const hello = await heardOnce(bob, "hello bob");
+    await bob.page.waitForSelector('#log li.msg.say .via[data-duplicates="1"]', { timeout: WAIT });
+    assert.deepEqual(await via(hello), { transports: ["sse", "websocket"], duplicates: 1 });
+    await heardOnce(alice, "hello bob"); // her own words, as the room heard them
+    await command(bob, "say hi alice");
+    await heardOnce(alice, "hi alice");
+
+    // Alice pulls her WebSocket's plug. SSE carries on; the page says so.
+    await alice.page.click("#transport-websocket .drop");
+    await transportIs(alice, "websocket", "waiting");
+    assert.equal(await alice.page.getAttribute("#transport-sse", "data-state"), "open");
+    assert.equal(await alice.page.textContent("#conn-state"), "connected");
+    await alice.page.waitForSelector('#overall-health[data-health="degraded"]', { timeout: WAIT });
+
+    await command(bob, "say are you still there?");
+    const still = await heardOnce(alice, "are you still there?");
+    assert.deepEqual(await via(still), { transports: ["sse"], duplicates: 0 });
+    // Her answer goes over HTTP, since her WebSocket is down.
+    await command(alice, "say yes, over SSE");
+    await alice.page.waitForSelector('#last-send[data-transport="http"]', { timeout: WAIT });
+    await heardOnce(bob, "yes, over SSE");
+    await heardOnce(alice, "yes, over SSE");
+    await screenshot(alice, "demo-ws-dropped.png");
+
+    // The WebSocket comes back by itself and resumes from where the stream was.
+    await transportIs(alice, "websocket", "open");
+    await alice.page.waitForSelector('#overall-health[data-health="healthy"]', { timeout: WAIT });
+    await alice.page
+      .locator("#conn-log li.websocket", { hasText: "resumed after the last event seen" })
+      .first()
+      .waitFor({ timeout: WAIT });
+    await command(bob, "say welcome back");
+    const back = await heardOnce(alice, "welcome back");
+    await alice.page.waitForSelector('#log li.msg.say .via[data-duplicates="1"] >> nth=-1', { timeout: WAIT });
+    assert.deepEqual(await via(back), { transports: ["sse", "websocket"], duplicates: 1 });
+
+    // Nothing was shown twice on either page, and nothing went wrong.
+    for (const p of [alice, bob]) {
+      for (const text of ["hello bob", "hi alice", "are you still there?", "yes, over SSE", "welcome back"]) {
+        await heardOnce(p, text);
+      }
+      const seqs = await p.page.$$eval("#log li[data-seq]", (lis) => lis.map((li) => li.dataset.seq));
+      assert.equal(new Set(seqs).size, seqs.length, `${p.name} shows an event twice`);
+      assert.ok(Number(await p.page.textContent("#duplicates")) > 0);
+    }
+    await screenshot(alice, "demo-chat.png");
+    assert.deepEqual([...alice.problems, ...bob.problems], []);
+  } finally {
+    await alice.context.close();
+    await bob.context.close();
+  }
+});
