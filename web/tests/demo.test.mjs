@@ -11,7 +11,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,20 +26,22 @@ const SHOTS = process.env.UPDATE_SCREENSHOTS
   : path.join(root, "target/screenshots");
 const WAIT = 10_000; // bound on every wait for a page to catch up
 
-let server; // { proc, base }
+let server; // the dev-mode server most tests use: { proc, base }
 let browser;
+const servers = new Set(); // every server started, stopped in after() whatever happens
 
 // ---- The server ----------------------------------------------------------------------------
 
-function startServer() {
+/** Starts `dualconn serve` on a free port with `env` (no other DUALCONN_* variable). */
+function startServer(env = {}) {
   return new Promise((resolve, reject) => {
-    const env = { ...process.env, NO_COLOR: "1" };
-    // Dev mode, with every default: what `dualconn serve` does on a fresh machine.
-    for (const name of Object.keys(env)) if (name.startsWith("DUALCONN_")) delete env[name];
+    const clean = { ...process.env, NO_COLOR: "1" };
+    for (const name of Object.keys(clean)) if (name.startsWith("DUALCONN_")) delete clean[name];
     const proc = spawn(BIN, ["serve", "--bind", "127.0.0.1:0"], {
-      env,
+      env: { ...clean, ...env },
       stdio: ["ignore", "ignore", "pipe"],
     });
+    servers.add(proc);
     let stderr = "";
     let started = false;
     const fail = (err) => {
@@ -58,31 +60,31 @@ function startServer() {
       stderr += chunk;
       if (started) return;
       // A whole line only: a chunk may end in the middle of the address.
-      const addr = /running in DEV MODE on (http:\/\/\S+)\s/.exec(stderr);
+      const addr = /listening addr=(\S+)\s/.exec(stderr.replace(/\x1b\[[0-9;]*m/g, ""));
       if (addr) {
         started = true;
         clearTimeout(timer);
         proc.removeAllListeners("exit");
         proc.removeAllListeners("error");
-        resolve({ proc, base: addr[1], log: () => stderr });
+        resolve({ proc, base: `http://${addr[1]}` });
       }
     });
   });
 }
 
-async function stopServer() {
-  if (!server) return;
-  const { proc } = server;
+async function stopServer(proc) {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = new Promise((resolve) => proc.once("exit", resolve));
   proc.kill("SIGTERM");
   const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
   await exited;
   clearTimeout(timer);
+  servers.delete(proc);
 }
 
 before(async () => {
   assert.ok(existsSync(BIN), `no binary at ${BIN}: run cargo build -p dualconn first`);
+  // Dev mode, with every default: what `dualconn serve` does on a fresh machine.
   server = await startServer();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -102,28 +104,39 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await stopServer();
+  await Promise.all([...servers].map(stopServer));
 });
 
 // ---- A player in a browser -------------------------------------------------------------------
 
-/** Opens the demo page in its own browser context and enters the world as `name`. */
-async function player(name) {
+/**
+ * Opens the demo page in its own browser context and enters the world as `name`; with `token`,
+ * pastes it when the page asks (a server not in dev mode).
+ */
+async function player(name, { base = server.base, token, expect404 } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (err) => problems.push(`${name}: page error: ${err.message}`));
   page.on("console", (msg) => {
-    if (msg.type() === "error") {
+    if (msg.type() === "error" && !(expect404 && msg.location()?.url?.endsWith(expect404))) {
       problems.push(`${name}: console error: ${msg.text()} (${msg.location()?.url ?? "?"})`);
     }
   });
   page.on("response", (res) => {
-    if (res.status() >= 400) problems.push(`${name}: HTTP ${res.status()} for ${res.url()}`);
+    if (res.status() >= 400 && !res.url().endsWith(expect404 ?? "\0")) {
+      problems.push(`${name}: HTTP ${res.status()} for ${res.url()}`);
+    }
   });
-  await page.goto(server.base + "/");
+  await page.goto(base + "/");
   await page.fill("#name", name);
   await page.click("#join");
+  if (token) {
+    await page.locator("#token").waitFor({ timeout: WAIT });
+    assert.match(await page.textContent("#join-error"), /not in dev mode/);
+    await page.fill("#token", token);
+    await page.click("#join");
+  }
   const p = { name, page, context, problems };
   await transportIs(p, "websocket", "open");
   await transportIs(p, "sse", "open");
@@ -231,5 +244,49 @@ test("two players chat; one's WebSocket drops, the chat goes on over SSE, and it
   } finally {
     await alice.context.close();
     await bob.context.close();
+  }
+});
+
+test("without dev mode the page takes a pasted token; a session started elsewhere stops it until asked", async () => {
+  const secret = "a-test-secret-that-is-at-least-32-bytes-long";
+  const other = await startServer({
+    DUALCONN_JWT_SECRET: secret,
+    DUALCONN_ADMIN_KEYS: "demo-test-admin-key-0123456789",
+  });
+  const token = execFileSync(BIN, ["token", "carol"], {
+    env: { ...process.env, DUALCONN_JWT_SECRET: secret },
+    encoding: "utf8",
+  }).trim();
+  const carol = await player("carol", { base: other.base, token, expect404: "/auth/dev-token" });
+  try {
+    const first = await carol.page.getAttribute("#session-id", "title");
+    assert.match(first, /^[A-Za-z0-9_-]{22,}$/);
+
+    // Carol starts a new game on another device: this page is told, stops, and says why.
+    const res = await fetch(`${other.base}/api/connections/carol/session`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(res.status, 200);
+    const { session_id: second } = await res.json();
+    await carol.page.locator("#banner").waitFor({ timeout: WAIT });
+    assert.match(await carol.page.textContent("#banner-text"), /new session was started elsewhere/);
+    await carol.page.waitForSelector('#conn-state[data-state="stopped"]', { timeout: WAIT });
+    await transportIs(carol, "websocket", "stopped");
+    await transportIs(carol, "sse", "stopped");
+    assert.equal(await carol.page.getAttribute("#session-id", "title"), second);
+
+    // Only when asked does it join the new session.
+    await carol.page.click("#rejoin");
+    await transportIs(carol, "websocket", "open");
+    await transportIs(carol, "sse", "open");
+    assert.equal(await carol.page.getAttribute("#session-id", "title"), second);
+    await command(carol, "say back again");
+    await heardOnce(carol, "back again");
+    assert.deepEqual(carol.problems, []);
+  } finally {
+    await carol.context.close();
+    await stopServer(other.proc);
   }
 });
