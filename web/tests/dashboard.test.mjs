@@ -57,11 +57,15 @@ function startServer() {
       reject(new Error(`the server exited early (${code}):\n${stderr}`));
     });
     proc.stderr.setEncoding("utf8");
+    let started = false;
     proc.stderr.on("data", (chunk) => {
+      if (started) return; // later output (e.g. "shutting down") must not touch the listeners
       stderr += chunk;
-      const addr = /running in DEV MODE on (http:\/\/\S+)/.exec(stderr);
-      const key = /admin key \(shown once\):\s+(\S+)/.exec(stderr);
+      // Whole lines only, so a match cannot end at a chunk boundary.
+      const addr = /running in DEV MODE on (http:\/\/\S+)\n/.exec(stderr);
+      const key = /admin key \(shown once\):\s+(\S+)\n/.exec(stderr);
       if (addr && key) {
+        started = true;
         clearTimeout(timer);
         proc.removeAllListeners("exit");
         resolve({ proc, base: addr[1], adminKey: key[1] });
