@@ -1,0 +1,1142 @@
+//! `dualconn-bench`: a load generator for dualconn (and for anything speaking the same wire
+//! subset: the Node baseline, and `tcp-floor` over raw TCP).
+//!
+//! The coordinator (this process) splits clients over worker processes (a process here may
+//! hold at most 20,000 descriptors), spreads them over 127.0.0.1–127.0.0.N, publishes through
+//! `POST /api/publish` with a send timestamp in `data`, and merges what every worker counted:
+//! per-connection gaps and duplicates, and latency in an HDR histogram. It prints one JSON line
+//! on stdout and a short summary on stderr.
+
+use std::cell::{Cell, RefCell};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use dualconn_bench::check::{self, Expected, Msg, StreamCheck, add_pairs, now_ns, to_pairs};
+use dualconn_bench::client::{Dial, Link, Transport};
+use dualconn_bench::{ProcSample, mint, pin_to_cpu, proc_sample};
+
+#[derive(Parser)]
+#[command(name = "dualconn-bench", about = "Load generator for dualconn")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Publish through POST /api/publish (broadcast or targeted) to connected players.
+    Fanout(Opts),
+    /// Hold idle connections; report server RSS per connection and set-up CPU.
+    Hold(Opts),
+    /// Connect (with a fresh JWT each time), wait for `connected`, drop; repeat.
+    Churn(Opts),
+    /// Fan-out while connections are dropped at random and resume with `last_event_id`.
+    Resume(Opts),
+    /// Internal: one worker process, driven by the coordinator over stdin/stdout.
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Args, Clone)]
+struct Opts {
+    /// A name for the JSON row (dualconn, node, floor).
+    #[arg(long, default_value = "dualconn")]
+    label: String,
+    /// Server port (all loopback addresses).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Spread connections over 127.0.0.1 .. 127.0.0.N.
+    #[arg(long, default_value_t = 8)]
+    hosts: u8,
+    /// HS256 secret the server verifies with.
+    #[arg(long, env = "DUALCONN_JWT_SECRET", default_value = "")]
+    secret: String,
+    /// Admin key for /api/publish (the first of a comma-separated list).
+    #[arg(long, env = "DUALCONN_ADMIN_KEYS", default_value = "")]
+    admin_key: String,
+    /// Server process to read CPU and RSS from (/proc/<pid>).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Pin this process and its workers to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Players (each holds one connection per transport in the mix).
+    #[arg(long, default_value_t = 100)]
+    players: u32,
+    /// Connections per player.
+    #[arg(long, value_enum, default_value_t = Mix::Ws)]
+    transport: Mix,
+    /// Fan-out shape.
+    #[arg(long, value_enum, default_value_t = Mode::Broadcast)]
+    mode: Mode,
+    /// Publishes per second (all publishers together).
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Players named per targeted publish.
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Stop after this many publishes (0: run for --secs).
+    #[arg(long, default_value_t = 0)]
+    publishes: u64,
+    /// Length of the measured phase, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Concurrent connect loops per worker (churn).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Mean time between forced drops of one connection, ms (resume).
+    #[arg(long, default_value_t = 1000)]
+    drop_every_ms: u64,
+    /// Worker processes (0: one per --conns-per-worker connections).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    #[arg(long, default_value_t = 9000)]
+    conns_per_worker: usize,
+    /// Connections being set up at once per worker.
+    #[arg(long, default_value_t = 128)]
+    connect_concurrency: usize,
+    /// Read buffer per connection, bytes.
+    #[arg(long, default_value_t = 4096)]
+    read_buf: usize,
+    /// Quiet time that ends the wait for deliveries after publishing, ms.
+    #[arg(long, default_value_t = 500)]
+    quiet_ms: u64,
+    /// Bytes of padding in each event's data, to make the envelope about 200 bytes.
+    #[arg(long, default_value_t = 48)]
+    pad: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Mix {
+    Ws,
+    Sse,
+    Both,
+    Floor,
+}
+
+impl Mix {
+    fn transports(self) -> Vec<Transport> {
+        match self {
+            Mix::Ws => vec![Transport::Ws],
+            Mix::Sse => vec![Transport::Sse],
+            Mix::Both => vec![Transport::Ws, Transport::Sse],
+            Mix::Floor => vec![Transport::Floor],
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Mix::Ws => "ws",
+            Mix::Sse => "sse",
+            Mix::Both => "both",
+            Mix::Floor => "floor",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Broadcast,
+    Targeted,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
+enum Job {
+    /// Connect, then count what arrives until told to finish.
+    Receive,
+    /// As Receive, dropping connections at random and resuming.
+    Resume,
+    /// Connect and drop in a loop for `secs`.
+    Churn,
+}
+
+/// What one worker does, sent as one JSON line.
+#[derive(Serialize, Deserialize)]
+struct Plan {
+    job: Job,
+    transports: Vec<Transport>,
+    players: (u32, u32),
+    hosts: Vec<String>,
+    port: u16,
+    secret: String,
+    connect_concurrency: usize,
+    read_buf: usize,
+    secs: f64,
+    concurrency: usize,
+    drop_every_ms: u64,
+    seed: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Ready {
+    connected: u64,
+    failed: u64,
+    connect_us: Vec<(u64, u64)>,
+    first_error: Option<String>,
+    cpu_us: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Report {
+    /// (player, first, last, unique, gaps, dups) per connection.
+    streams: Vec<(u32, u64, u64, u64, u64, u64)>,
+    latency_us: Vec<(u64, u64)>,
+    received: u64,
+    last_recv_ns: u64,
+    reconnects: u64,
+    unrecovered: u64,
+    closed_by_server: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// Churn: connections completed and their set-up times.
+    connects: u64,
+    connect_us: Vec<(u64, u64)>,
+    cpu_us: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    match cli.cmd {
+        Cmd::Worker => local.block_on(&rt, worker()),
+        Cmd::Fanout(o) => local.block_on(&rt, coordinate(Scenario::Fanout, o)),
+        Cmd::Hold(o) => local.block_on(&rt, coordinate(Scenario::Hold, o)),
+        Cmd::Churn(o) => local.block_on(&rt, coordinate(Scenario::Churn, o)),
+        Cmd::Resume(o) => local.block_on(&rt, coordinate(Scenario::Resume, o)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+struct Ctx {
+    plan: Plan,
+    hist: RefCell<Histogram<u64>>,
+    received: Cell<u64>,
+    last_recv_ns: Cell<u64>,
+    /// Connections currently open (resume waits for all before finishing).
+    open: Cell<u64>,
+    dropping: Cell<bool>,
+    reconnects: Cell<u64>,
+    unrecovered: Cell<u64>,
+    closed_by_server: Cell<u64>,
+    errors: Cell<u64>,
+    first_error: RefCell<Option<String>>,
+}
+
+impl Ctx {
+    fn on_msg(&self, check: &mut StreamCheck, m: Msg) {
+        match m {
+            Msg::Stream { seq, sent_ns } => {
+                check.see(seq);
+                let now = now_ns();
+                self.received.set(self.received.get() + 1);
+                self.last_recv_ns.set(now);
+                if let Some(sent) = sent_ns {
+                    let us = now.saturating_sub(sent) / 1000;
+                    self.hist.borrow_mut().saturating_record(us.max(1));
+                }
+            }
+            Msg::Recovery(false) => self.unrecovered.set(self.unrecovered.get() + 1),
+            _ => {}
+        }
+    }
+
+    fn error(&self, e: &anyhow::Error) {
+        self.errors.set(self.errors.get() + 1);
+        let mut first = self.first_error.borrow_mut();
+        if first.is_none() {
+            *first = Some(format!("{e:#}"));
+        }
+    }
+
+    async fn dial(
+        &self,
+        player: &str,
+        transport: Transport,
+        host: &str,
+        last: Option<u64>,
+    ) -> Result<Link> {
+        let token = mint(self.plan.secret.as_bytes(), player, 3600)?;
+        Link::open(&Dial {
+            transport,
+            host,
+            port: self.plan.port,
+            player,
+            token: &token,
+            last_event_id: last,
+            read_buf: self.plan.read_buf,
+        })
+        .await
+    }
+}
+
+async fn worker() -> Result<()> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let line = stdin.next_line().await?.context("no plan")?;
+    let plan: Plan = serde_json::from_str(&line)?;
+    let cpu0 = proc_sample(std::process::id())?.cpu_us;
+    let ctx = Rc::new(Ctx {
+        plan,
+        hist: RefCell::new(check::histogram()),
+        received: Cell::new(0),
+        last_recv_ns: Cell::new(0),
+        open: Cell::new(0),
+        dropping: Cell::new(true),
+        reconnects: Cell::new(0),
+        unrecovered: Cell::new(0),
+        closed_by_server: Cell::new(0),
+        errors: Cell::new(0),
+        first_error: RefCell::new(None),
+    });
+    if ctx.plan.job == Job::Churn {
+        let report = churn(ctx.clone(), cpu0).await;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let sem = Rc::new(Semaphore::new(ctx.plan.connect_concurrency.max(1)));
+    let mut tasks = Vec::new();
+    let mut n = 0usize;
+    for p in ctx.plan.players.0..ctx.plan.players.1 {
+        for &t in &ctx.plan.transports {
+            let host = ctx.plan.hosts
+                [(p as usize * ctx.plan.transports.len() + n) % ctx.plan.hosts.len()]
+            .clone();
+            n += 1;
+            tasks.push(tokio::task::spawn_local(receiver(
+                ctx.clone(),
+                p,
+                t,
+                host,
+                stop_rx.clone(),
+                ready_tx.clone(),
+                sem.clone(),
+                ctx.plan.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )));
+        }
+    }
+    drop(ready_tx);
+    let mut ready = Ready::default();
+    let mut connect = check::histogram();
+    while let Some(r) = ready_rx.recv().await {
+        match r {
+            Ok(us) => {
+                ready.connected += 1;
+                connect.saturating_record(us.max(1));
+            }
+            Err(e) => {
+                ready.failed += 1;
+                ready.first_error.get_or_insert(e);
+            }
+        }
+    }
+    ready.connect_us = to_pairs(&connect);
+    let cpu1 = proc_sample(std::process::id())?.cpu_us;
+    ready.cpu_us = cpu1 - cpu0;
+    println!("{}", serde_json::to_string(&ready)?);
+
+    // "finish <quiet_ms> <deadline_ms>"
+    let line = stdin.next_line().await?.unwrap_or_default();
+    let mut words = line.split_whitespace().skip(1);
+    let quiet: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(500);
+    let deadline: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(30_000);
+    ctx.dropping.set(false);
+    let until = Instant::now() + Duration::from_millis(deadline);
+    loop {
+        let idle_ns = now_ns().saturating_sub(ctx.last_recv_ns.get());
+        let all_open = ctx.plan.job != Job::Resume || ctx.open.get() >= ready.connected;
+        if (idle_ns >= quiet * 1_000_000 && all_open) || Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    let mut report = Report::default();
+    for t in tasks {
+        let (p, c) = t.await?;
+        report
+            .streams
+            .push((p, c.first, c.last, c.unique, c.gaps, c.dups));
+    }
+    report.latency_us = to_pairs(&ctx.hist.borrow());
+    report.received = ctx.received.get();
+    report.last_recv_ns = ctx.last_recv_ns.get();
+    report.reconnects = ctx.reconnects.get();
+    report.unrecovered = ctx.unrecovered.get();
+    report.closed_by_server = ctx.closed_by_server.get();
+    report.errors = ctx.errors.get();
+    report.first_error = ctx.first_error.borrow().clone();
+    report.cpu_us = proc_sample(std::process::id())?.cpu_us - cpu1;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn next_rand(state: &mut u64) -> u64 {
+    // xorshift64*
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receiver(
+    ctx: Rc<Ctx>,
+    p: u32,
+    transport: Transport,
+    host: String,
+    mut stop: watch::Receiver<bool>,
+    ready: mpsc::UnboundedSender<Result<u64, String>>,
+    sem: Rc<Semaphore>,
+    mut rng: u64,
+) -> (u32, StreamCheck) {
+    let player = format!("p{p}");
+    let mut check = StreamCheck::default();
+    let permit = sem.acquire().await;
+    let started = Instant::now();
+    let opened = async {
+        let mut link = ctx.dial(&player, transport, &host, None).await?;
+        link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
+            .await?;
+        anyhow::Ok(link)
+    }
+    .await;
+    drop(permit);
+    let mut link = match opened {
+        Ok(link) => {
+            let _ = ready.send(Ok(started.elapsed().as_micros() as u64));
+            link
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("{e:#}")));
+            return (p, check);
+        }
+    };
+    drop(ready);
+    ctx.open.set(ctx.open.get() + 1);
+    let resume = ctx.plan.job == Job::Resume;
+    rng |= 1;
+    let drop_at = |rng: &mut u64| {
+        let mean = ctx.plan.drop_every_ms.max(1);
+        Instant::now() + Duration::from_millis(mean / 2 + next_rand(rng) % mean)
+    };
+    let mut when = drop_at(&mut rng);
+    loop {
+        let drop_now = resume && ctx.dropping.get() && check.unique > 0;
+        let mut on_msg = |m| ctx.on_msg(&mut check, m);
+        let lost = tokio::select! {
+            r = link.recv(&mut on_msg) => match r {
+                Ok(true) => continue,
+                Ok(false) => { ctx.closed_by_server.set(ctx.closed_by_server.get() + 1); true }
+                Err(e) => { ctx.error(&e); true }
+            },
+            _ = stop.changed() => {
+                link.close().await;
+                return (p, check);
+            }
+            _ = tokio::time::sleep_until(when), if drop_now => {
+                link.abort();
+                false
+            }
+        };
+        ctx.open.set(ctx.open.get() - 1);
+        if lost && !resume {
+            return (p, check);
+        }
+        // Resume from the last event seen, retrying until it works or the run ends.
+        link = loop {
+            if *stop.borrow() {
+                return (p, check);
+            }
+            let last = (check.unique > 0).then_some(check.last);
+            let attempt = async {
+                let mut link = ctx.dial(&player, transport, &host, last).await?;
+                link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
+                    .await?;
+                anyhow::Ok(link)
+            };
+            match attempt.await {
+                Ok(link) => break link,
+                Err(e) => {
+                    ctx.error(&e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        ctx.reconnects.set(ctx.reconnects.get() + 1);
+        ctx.open.set(ctx.open.get() + 1);
+        when = drop_at(&mut rng);
+    }
+}
+
+async fn churn(ctx: Rc<Ctx>, cpu0: u64) -> Report {
+    let hist = Rc::new(RefCell::new(check::histogram()));
+    let connects = Rc::new(Cell::new(0u64));
+    let until = Instant::now() + Duration::from_secs_f64(ctx.plan.secs);
+    let (lo, hi) = ctx.plan.players;
+    let span = (hi - lo).max(1);
+    let mut loops = Vec::new();
+    for i in 0..ctx.plan.concurrency.max(1) {
+        let (ctx, hist, connects) = (ctx.clone(), hist.clone(), connects.clone());
+        loops.push(tokio::task::spawn_local(async move {
+            let mut n = i as u64;
+            let mut check = StreamCheck::default();
+            while Instant::now() < until {
+                let p = lo + (n % span as u64) as u32;
+                let t =
+                    ctx.plan.transports[(n as usize / span as usize) % ctx.plan.transports.len()];
+                let host = &ctx.plan.hosts[n as usize % ctx.plan.hosts.len()];
+                n += ctx.plan.concurrency as u64;
+                let player = format!("p{p}");
+                let started = Instant::now();
+                let r = async {
+                    let mut link = ctx.dial(&player, t, host, None).await?;
+                    link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
+                        .await?;
+                    anyhow::Ok(link)
+                }
+                .await;
+                match r {
+                    Ok(link) => {
+                        hist.borrow_mut()
+                            .saturating_record((started.elapsed().as_micros() as u64).max(1));
+                        connects.set(connects.get() + 1);
+                        // A reset leaves no TIME_WAIT behind to eat the port range.
+                        link.abort();
+                    }
+                    Err(e) => {
+                        ctx.error(&e);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    Report {
+        connects: connects.get(),
+        connect_us: to_pairs(&hist.borrow()),
+        errors: ctx.errors.get(),
+        first_error: ctx.first_error.borrow().clone(),
+        cpu_us: proc_sample(std::process::id())
+            .map(|s| s.cpu_us - cpu0)
+            .unwrap_or(0),
+        ..Report::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Fanout,
+    Hold,
+    Churn,
+    Resume,
+}
+
+impl Scenario {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::Hold => "hold",
+            Scenario::Churn => "churn",
+            Scenario::Resume => "resume",
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines<BufReader<ChildStdout>>,
+}
+
+impl Worker {
+    async fn spawn(plan: &Plan) -> Result<Worker> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start a worker")?;
+        let mut stdin = child.stdin.take().context("worker stdin")?;
+        let out = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
+        stdin
+            .write_all(format!("{}\n", serde_json::to_string(plan)?).as_bytes())
+            .await?;
+        Ok(Worker { child, stdin, out })
+    }
+
+    async fn read<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
+        let line = self.out.next_line().await?.context("worker ended early")?;
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    async fn say(&mut self, line: &str) -> Result<()> {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        Ok(())
+    }
+}
+
+fn sample(pid: Option<u32>) -> Option<ProcSample> {
+    pid.and_then(|p| proc_sample(p).ok())
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// Per-player expectations from the publishers: what each stream should hold.
+struct Published {
+    per_player: Vec<Option<Expected>>,
+    /// The floor numbers rounds globally.
+    global: Option<Expected>,
+    publishes: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
+    if let Some(cpu) = o.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    if o.transport != Mix::Floor && o.secret.len() < 32 {
+        bail!("--secret (DUALCONN_JWT_SECRET) must be at least 32 bytes");
+    }
+    let admin = o
+        .admin_key
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let transports = o.transport.transports();
+    let per_player = transports.len();
+    let total_conns = o.players as usize * per_player;
+    let workers = if o.workers > 0 {
+        o.workers
+    } else {
+        total_conns.div_ceil(o.conns_per_worker).max(1)
+    };
+    let hosts: Vec<String> = (1..=o.hosts.max(1))
+        .map(|i| format!("127.0.0.{i}"))
+        .collect();
+    let job = match scenario {
+        Scenario::Resume => Job::Resume,
+        Scenario::Churn => Job::Churn,
+        _ => Job::Receive,
+    };
+
+    let s0 = sample(o.server_pid);
+    let me0 = proc_sample(std::process::id())?.cpu_us;
+    let t0 = Instant::now();
+    let mut ws = Vec::new();
+    let per_worker = o.players.div_ceil(workers as u32);
+    for w in 0..workers as u32 {
+        let lo = (w * per_worker).min(o.players);
+        let hi = ((w + 1) * per_worker).min(o.players);
+        let plan = Plan {
+            job,
+            transports: transports.clone(),
+            players: (lo, hi),
+            hosts: hosts.clone(),
+            port: o.port,
+            secret: o.secret.clone(),
+            connect_concurrency: o.connect_concurrency,
+            read_buf: o.read_buf,
+            secs: o.secs,
+            concurrency: o.concurrency,
+            drop_every_ms: o.drop_every_ms,
+            seed: 0x5EED ^ u64::from(w),
+        };
+        ws.push(Worker::spawn(&plan).await?);
+    }
+
+    let mut out = serde_json::Map::new();
+    let put =
+        |out: &mut serde_json::Map<String, serde_json::Value>, k: &str, v: serde_json::Value| {
+            out.insert(k.to_owned(), v);
+        };
+    put(&mut out, "scenario", scenario.as_str().into());
+    put(&mut out, "label", o.label.clone().into());
+    put(&mut out, "transport", o.transport.as_str().into());
+    put(&mut out, "workers", workers.into());
+
+    if scenario == Scenario::Churn {
+        let mut connect = check::histogram();
+        let (mut connects, mut errors, mut client_cpu, mut first_error) = (0, 0, 0, None);
+        for w in &mut ws {
+            let r: Report = w.read().await?;
+            add_pairs(&mut connect, &r.connect_us);
+            connects += r.connects;
+            errors += r.errors;
+            client_cpu += r.cpu_us;
+            first_error = first_error.or(r.first_error);
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let s1 = sample(o.server_pid);
+        client_cpu += proc_sample(std::process::id())?.cpu_us - me0;
+        put(&mut out, "connects", connects.into());
+        put(
+            &mut out,
+            "connects_per_s",
+            round1(connects as f64 / wall).into(),
+        );
+        put(&mut out, "connect_p50_us", pct(&connect, 0.5).into());
+        put(&mut out, "connect_p99_us", pct(&connect, 0.99).into());
+        put(&mut out, "errors", errors.into());
+        put(&mut out, "first_error", first_error.into());
+        put(
+            &mut out,
+            "client_cpu_pct",
+            round1(client_cpu as f64 / 1e4 / wall).into(),
+        );
+        if let (Some(a), Some(b)) = (s0, s1) {
+            put(
+                &mut out,
+                "server_cpu_us_per_conn",
+                round2((b.cpu_us - a.cpu_us) as f64 / connects.max(1) as f64).into(),
+            );
+            put(
+                &mut out,
+                "server_cpu_pct",
+                round1((b.cpu_us - a.cpu_us) as f64 / 1e4 / wall).into(),
+            );
+        }
+        for mut w in ws {
+            let _ = w.child.wait().await;
+        }
+        return finish(out);
+    }
+
+    // Everyone connects.
+    let mut connect = check::histogram();
+    let (mut connected, mut failed, mut client_cpu_connect, mut first_error) =
+        (0u64, 0u64, 0u64, None);
+    for w in &mut ws {
+        let r: Ready = w.read().await?;
+        connected += r.connected;
+        failed += r.failed;
+        client_cpu_connect += r.cpu_us;
+        add_pairs(&mut connect, &r.connect_us);
+        first_error = first_error.or(r.first_error);
+    }
+    let connect_wall = t0.elapsed().as_secs_f64();
+    let s1 = sample(o.server_pid);
+    put(&mut out, "connections", connected.into());
+    put(&mut out, "connect_failed", failed.into());
+    if failed > 0 {
+        put(&mut out, "connect_error", first_error.clone().into());
+    }
+    put(&mut out, "connect_p50_us", pct(&connect, 0.5).into());
+    put(&mut out, "connect_p99_us", pct(&connect, 0.99).into());
+    put(
+        &mut out,
+        "connects_per_s",
+        round1(connected as f64 / connect_wall).into(),
+    );
+    let me1 = proc_sample(std::process::id())?.cpu_us;
+    put(
+        &mut out,
+        "client_cpu_pct_connect",
+        round1((client_cpu_connect + me1 - me0) as f64 / 1e4 / connect_wall).into(),
+    );
+    if let (Some(a), Some(b)) = (s0, s1) {
+        put(
+            &mut out,
+            "server_cpu_us_per_conn",
+            round2((b.cpu_us - a.cpu_us) as f64 / connected.max(1) as f64).into(),
+        );
+    }
+
+    let phase_start = Instant::now();
+    let phase_start_ns = now_ns();
+    let published = match scenario {
+        Scenario::Hold => {
+            tokio::time::sleep(Duration::from_secs_f64(o.secs)).await;
+            None
+        }
+        _ if o.transport == Mix::Floor => Some(publish_floor(&o).await?),
+        _ => Some(publish(&o, &admin).await?),
+    };
+    let publish_wall = phase_start.elapsed().as_secs_f64();
+    let s2 = sample(o.server_pid);
+    for w in &mut ws {
+        w.say(&format!("finish {} 30000", o.quiet_ms)).await?;
+    }
+    let mut latency = check::histogram();
+    let (mut gaps, mut dups, mut missing, mut unique_total, mut last_recv) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut reconnects, mut unrecovered, mut closed, mut errors, mut client_cpu) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut err = None;
+    for w in &mut ws {
+        let r: Report = w.read().await?;
+        add_pairs(&mut latency, &r.latency_us);
+        for &(p, first, last, unique, g, d) in &r.streams {
+            let c = StreamCheck {
+                first,
+                last,
+                unique,
+                gaps: g,
+                dups: d,
+            };
+            let expected = match &published {
+                Some(pb) if o.transport == Mix::Floor => pb.global,
+                Some(pb) => pb.per_player.get(p as usize).copied().flatten(),
+                None => None,
+            };
+            gaps += g;
+            unique_total += unique;
+            missing += c.missing_at_ends(expected);
+            dups += d;
+        }
+        last_recv = last_recv.max(r.last_recv_ns);
+        reconnects += r.reconnects;
+        unrecovered += r.unrecovered;
+        closed += r.closed_by_server;
+        errors += r.errors;
+        client_cpu += r.cpu_us;
+        err = err.or(r.first_error);
+    }
+    let s3 = sample(o.server_pid);
+    let me3 = proc_sample(std::process::id())?.cpu_us;
+    client_cpu += me3 - me1;
+    for mut w in ws {
+        let _ = w.child.wait().await;
+    }
+
+    // Deliveries: distinct stream events that reached a connection (duplicates apart).
+    let received = unique_total;
+    if let Some(pb) = &published {
+        let span = (last_recv.max(phase_start_ns) - phase_start_ns) as f64 / 1e9;
+        put(&mut out, "publishes", pb.publishes.into());
+        put(&mut out, "publish_failed", pb.failed.into());
+        if let Some(e) = &pb.first_error {
+            put(&mut out, "publish_error", e.clone().into());
+        }
+        put(
+            &mut out,
+            "publishes_per_s",
+            round1(pb.publishes as f64 / publish_wall).into(),
+        );
+        put(&mut out, "deliveries", received.into());
+        put(
+            &mut out,
+            "deliveries_per_s",
+            round1(received as f64 / span.max(1e-9)).into(),
+        );
+        put(&mut out, "latency_p50_us", pct(&latency, 0.5).into());
+        put(&mut out, "latency_p99_us", pct(&latency, 0.99).into());
+        put(&mut out, "latency_max_us", latency.max().into());
+        // Gaps: numbers skipped inside a stream plus events missing at either end.
+        put(&mut out, "gaps", (gaps + missing).into());
+        put(&mut out, "duplicates", dups.into());
+        put(
+            &mut out,
+            "client_cpu_pct",
+            round1(client_cpu as f64 / 1e4 / span.max(publish_wall)).into(),
+        );
+        if let (Some(a), Some(b)) = (s1, s3) {
+            put(
+                &mut out,
+                "server_cpu_us_per_delivery",
+                round2((b.cpu_us - a.cpu_us) as f64 / received.max(1) as f64).into(),
+            );
+            put(
+                &mut out,
+                "server_cpu_pct",
+                round1((b.cpu_us - a.cpu_us) as f64 / 1e4 / span.max(publish_wall)).into(),
+            );
+        }
+    }
+    if scenario == Scenario::Resume {
+        put(&mut out, "reconnects", reconnects.into());
+        put(&mut out, "unrecovered", unrecovered.into());
+    }
+    put(&mut out, "closed_by_server", closed.into());
+    put(&mut out, "errors", errors.into());
+    if let Some(e) = err {
+        put(&mut out, "first_error", e.into());
+    }
+    if let (Some(a), Some(b), Some(c)) = (s0, s1, s2) {
+        put(&mut out, "server_rss_base_bytes", a.rss_bytes.into());
+        put(&mut out, "server_rss_bytes", c.rss_bytes.into());
+        put(
+            &mut out,
+            "server_rss_per_conn_bytes",
+            ((c.rss_bytes.saturating_sub(a.rss_bytes)) / connected.max(1)).into(),
+        );
+        if scenario == Scenario::Hold {
+            put(
+                &mut out,
+                "server_idle_cpu_pct",
+                round2((c.cpu_us - b.cpu_us) as f64 / 1e4 / publish_wall).into(),
+            );
+        }
+    }
+    finish(out)
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn finish(out: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let v = serde_json::Value::Object(out);
+    println!("{v}");
+    eprintln!("{}", summary(&v));
+    Ok(())
+}
+
+fn summary(v: &serde_json::Value) -> String {
+    let g = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let ms = |k: &str| {
+        g(k).as_f64()
+            .map_or("-".into(), |x| format!("{:.2} ms", x / 1000.0))
+    };
+    let mut s = format!(
+        "{} {} {}:",
+        g("scenario").as_str().unwrap_or(""),
+        g("label").as_str().unwrap_or(""),
+        g("transport").as_str().unwrap_or("")
+    );
+    if let Some(c) = g("connections").as_u64() {
+        s += &format!(
+            " {c} conns ({} failed), connect p50 {} p99 {}, {}/s;",
+            g("connect_failed"),
+            ms("connect_p50_us"),
+            ms("connect_p99_us"),
+            g("connects_per_s")
+        );
+    }
+    if let Some(c) = g("connects").as_u64() {
+        s += &format!(
+            " {c} connects, {}/s, connect p50 {} p99 {}, errors {};",
+            g("connects_per_s"),
+            ms("connect_p50_us"),
+            ms("connect_p99_us"),
+            g("errors")
+        );
+    }
+    if g("deliveries").is_u64() {
+        s += &format!(
+            "\n  {} publishes, {} deliveries ({}/s), latency p50 {} p99 {} max {}, gaps {}, duplicates {}",
+            g("publishes"),
+            g("deliveries"),
+            g("deliveries_per_s"),
+            ms("latency_p50_us"),
+            ms("latency_p99_us"),
+            ms("latency_max_us"),
+            g("gaps"),
+            g("duplicates")
+        );
+    }
+    if g("reconnects").is_u64() {
+        s += &format!(
+            ", reconnects {}, unrecovered {}",
+            g("reconnects"),
+            g("unrecovered")
+        );
+    }
+    if let Some(r) = g("server_rss_per_conn_bytes").as_u64() {
+        s += &format!("\n  server: {:.2} KiB RSS/conn", r as f64 / 1024.0);
+    }
+    for (k, label) in [
+        ("server_cpu_us_per_conn", "CPU-µs/conn"),
+        ("server_cpu_us_per_delivery", "CPU-µs/delivery"),
+        ("server_cpu_pct", "CPU %"),
+        ("client_cpu_pct", "client CPU %"),
+    ] {
+        if let Some(x) = g(k).as_f64() {
+            s += &format!(", {label} {x}");
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publishers
+
+fn payload(o: &Opts, k: u64) -> String {
+    format!(
+        r#"{{"t":{},"k":{k},"pad":"{}"}}"#,
+        now_ns(),
+        "x".repeat(o.pad)
+    )
+}
+
+#[derive(Deserialize)]
+struct PublishAnswer {
+    events: Vec<PublishedEvent>,
+}
+
+#[derive(Deserialize)]
+struct PublishedEvent {
+    player_id: String,
+    sequence_number: u64,
+}
+
+async fn publish(o: &Opts, admin: &str) -> Result<Published> {
+    let shared = Rc::new(RefCell::new(Published {
+        per_player: vec![None; o.players as usize],
+        global: None,
+        publishes: 0,
+        failed: 0,
+        first_error: None,
+    }));
+    let next_player = Rc::new(Cell::new(0u32));
+    let count = Rc::new(Cell::new(0u64));
+    let k = o.publishers.max(1);
+    let period = Duration::from_secs_f64(k as f64 / o.rate.max(0.001));
+    let until = Instant::now() + Duration::from_secs_f64(o.secs);
+    let mut tasks = Vec::new();
+    for i in 0..k {
+        let (o, admin, shared, next_player, count) = (
+            o.clone(),
+            admin.to_owned(),
+            shared.clone(),
+            next_player.clone(),
+            count.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut client = dualconn_bench::http::Client::connect("127.0.0.1", o.port).await?;
+            let start = Instant::now() + period.mul_f64(i as f64 / k as f64);
+            let mut tick = tokio::time::interval_at(start, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                if Instant::now() >= until || (o.publishes > 0 && count.get() >= o.publishes) {
+                    break;
+                }
+                let n = count.get();
+                count.set(n + 1);
+                let data = payload(&o, n);
+                let body = match o.mode {
+                    Mode::Broadcast => {
+                        format!(r#"{{"broadcast":true,"event_type":"bench","data":{data}}}"#)
+                    }
+                    Mode::Targeted => {
+                        let mut ids = String::new();
+                        for j in 0..o.batch.max(1) {
+                            let p = next_player.get();
+                            next_player.set((p + 1) % o.players.max(1));
+                            if j > 0 {
+                                ids.push(',');
+                            }
+                            ids += &format!("\"p{p}\"");
+                        }
+                        format!(r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#)
+                    }
+                };
+                let (status, answer) = client.post("/api/publish", &admin, body.as_bytes()).await?;
+                let mut pb = shared.borrow_mut();
+                pb.publishes += 1;
+                if status != 200 {
+                    pb.failed += 1;
+                    if pb.first_error.is_none() {
+                        pb.first_error =
+                            Some(format!("{status}: {}", String::from_utf8_lossy(answer)));
+                    }
+                    continue;
+                }
+                let answer: PublishAnswer = serde_json::from_slice(answer)?;
+                for ev in answer.events {
+                    if let Some(slot) = ev
+                        .player_id
+                        .strip_prefix('p')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| pb.per_player.get_mut(i))
+                    {
+                        Expected::widen(slot, ev.sequence_number);
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let pb = Rc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("publisher still running"))?;
+    Ok(pb.into_inner())
+}
+
+/// The floor's control port (`port + 1`): a line with the send time in, the round number out.
+async fn publish_floor(o: &Opts) -> Result<Published> {
+    let mut control = TcpStream::connect(("127.0.0.1", o.port + 1))
+        .await
+        .context("floor control port")?;
+    control.set_nodelay(true)?;
+    let mut pb = Published {
+        per_player: Vec::new(),
+        global: None,
+        publishes: 0,
+        failed: 0,
+        first_error: None,
+    };
+    let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
+    let until = Instant::now() + Duration::from_secs_f64(o.secs);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        tick.tick().await;
+        if Instant::now() >= until || (o.publishes > 0 && pb.publishes >= o.publishes) {
+            break;
+        }
+        control
+            .write_all(format!("{}\n", now_ns()).as_bytes())
+            .await?;
+        buf.clear();
+        loop {
+            let mut b = [0u8; 32];
+            let n = control.read(&mut b).await?;
+            if n == 0 {
+                bail!("floor closed its control port");
+            }
+            buf.extend_from_slice(&b[..n]);
+            if buf.ends_with(b"\n") {
+                break;
+            }
+        }
+        let round: u64 = std::str::from_utf8(&buf)?.trim().parse()?;
+        pb.publishes += 1;
+        Expected::widen(&mut pb.global, round);
+    }
+    Ok(pb)
+}
