@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A small smoke of every dualconn-bench scenario against a real server: a few hundred
+# connections for a few seconds each, asserting zero gaps and zero duplicates. No timings are
+# asserted; this only keeps the tool (and the server's delivery guarantees) working.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --locked -q -p dualconn -p dualconn-bench
+BENCH=target/debug/dualconn-bench
+
+export DUALCONN_JWT_SECRET="smoke-secret-$(date +%s%N)-0123456789abcdef"
+export DUALCONN_ADMIN_KEYS="smoke-admin-$(date +%s%N)"
+export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
+export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+export DUALCONN_LOG=warn
+PORT=$((20000 + RANDOM % 20000))
+LOG=$(mktemp)
+DUALCONN_BIND="0.0.0.0:$PORT" target/debug/dualconn serve >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -f "$LOG"' EXIT
+
+for _ in $(seq 100); do
+  if curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null; then break; fi
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null || { cat "$LOG"; exit 1; }
+
+# check NAME JSON KEY=VALUE...: every key must have exactly that value.
+check() {
+  local name=$1 json=$2
+  shift 2
+  for kv in "$@"; do
+    if ! grep -q "\"${kv%%=*}\":${kv#*=}[,}]" <<<"$json"; then
+      echo "bench smoke: $name: expected ${kv%%=*} = ${kv#*=} in $json" >&2
+      exit 1
+    fi
+  done
+  echo "bench smoke: $name ok"
+}
+
+run() { timeout 60 "$BENCH" "$@" --port "$PORT" --server-pid "$SERVER" --quiet-ms 300 2>/dev/null; }
+
+out=$(run fanout --players 100 --transport both --rate 20 --secs 2 --workers 2)
+check "fanout broadcast ws+sse" "$out" connections=200 connect_failed=0 gaps=0 duplicates=0 closed_by_server=0
+grep -q '"deliveries":[1-9]' <<<"$out"
+
+out=$(run fanout --players 200 --transport ws --mode targeted --batch 5 --rate 100 --publishers 2 --secs 2)
+check "fanout targeted ws" "$out" connections=200 connect_failed=0 gaps=0 duplicates=0
+grep -q '"deliveries":[1-9]' <<<"$out"
+
+out=$(run fanout --players 200 --transport sse --rate 20 --secs 1)
+check "fanout broadcast sse" "$out" connections=200 connect_failed=0 gaps=0 duplicates=0
+
+out=$(run hold --players 150 --transport both --secs 1)
+check "hold" "$out" connections=300 connect_failed=0 errors=0
+grep -q '"server_rss_per_conn_bytes":' <<<"$out"
+
+out=$(run churn --players 50 --transport ws --secs 1 --concurrency 8)
+check "churn ws" "$out" errors=0
+grep -q '"connects":[1-9]' <<<"$out"
+out=$(run churn --players 50 --transport sse --secs 1 --concurrency 8)
+check "churn sse" "$out" errors=0
+grep -q '"connects":[1-9]' <<<"$out"
+
+out=$(run resume --players 100 --transport both --rate 20 --secs 3 --drop-every-ms 400)
+check "resume ws+sse" "$out" connections=200 gaps=0 duplicates=0 unrecovered=0
+grep -q '"reconnects":[1-9]' <<<"$out"
+echo "bench smoke: all scenarios passed"
