@@ -107,7 +107,7 @@ struct Opts {
     #[arg(long, default_value_t = 9000)]
     conns_per_worker: usize,
     /// Connections being set up at once per worker.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
     /// Read buffer per connection, bytes.
     #[arg(long, default_value_t = 4096)]
@@ -371,6 +371,9 @@ async fn worker() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The coordinator reads the server's CPU now, before closing costs it anything.
+    println!("{{\"drained\":true}}");
+    let _ = stdin.next_line().await?;
     let _ = stop_tx.send(true);
     let mut report = Report::default();
     for t in tasks {
@@ -795,6 +798,13 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     for w in &mut ws {
         w.say(&format!("finish {} 30000", o.quiet_ms)).await?;
     }
+    for w in &mut ws {
+        let _: serde_json::Value = w.read().await?;
+    }
+    let s3 = sample(o.server_pid);
+    for w in &mut ws {
+        w.say("close").await?;
+    }
     let mut latency = check::histogram();
     let (mut gaps, mut dups, mut missing, mut unique_total, mut last_recv) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -830,7 +840,6 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         client_cpu += r.cpu_us;
         err = err.or(r.first_error);
     }
-    let s3 = sample(o.server_pid);
     let me3 = proc_sample(std::process::id())?.cpu_us;
     client_cpu += me3 - me1;
     for mut w in ws {

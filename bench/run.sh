@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Reproduces every row of BENCHMARKS.md: dualconn, the raw TCP floor and the Node.js peer in one
+# run, each server pinned to CPU 0 and the load generator to CPU 1. Prints the table and keeps
+# every JSON line in $OUT (default bench/last-run). Takes about 6-8 minutes on 2 cores.
+#
+#   bash bench/run.sh            # everything
+#   ROWS="hold fanout" bash bench/run.sh   # some rows only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${ROWS:-"hold fanout vsnode targeted spread churn resume"}
+OUT=${OUT:-bench/last-run}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+: >"$OUT/commands.txt"
+
+cargo build --release --locked -q -p dualconn -p dualconn-bench
+(cd bench/baselines/node && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund --silent; })
+
+export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
+export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
+export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
+export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+export DUALCONN_LOG=warn
+PORT=${PORT:-18800}
+SERVER=""
+
+stop() {
+  if [ -n "$SERVER" ]; then
+    kill "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true
+    SERVER=""
+  fi
+}
+trap stop EXIT
+
+# start KIND: a fresh server of that kind on $PORT, pinned to CPU 0.
+start() {
+  stop
+  sleep 0.5
+  case $1 in
+    dualconn) DUALCONN_BIND="0.0.0.0:$PORT" taskset -c 0 target/release/dualconn serve >"$OUT/server.log" 2>&1 & ;;
+    node) PORT=$PORT taskset -c 0 node bench/baselines/node/server.mjs >"$OUT/server.log" 2>&1 & ;;
+    floor) taskset -c 0 target/release/tcp-floor --port "$PORT" >"$OUT/server.log" 2>&1 & ;;
+  esac
+  SERVER=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  cat "$OUT/server.log"
+  exit 1
+}
+
+# bench ROW SERVER ARGS...: one measurement against a fresh server.
+bench() {
+  local row=$1 kind=$2
+  shift 2
+  start "$kind"
+  local cmd=(target/release/dualconn-bench "$@" --label "$kind" --port "$PORT" --cpu 1 --server-pid "$SERVER")
+  echo "$row: taskset -c 1 ${cmd[*]}" >>"$OUT/commands.txt"
+  local json
+  json=$(taskset -c 1 "${cmd[@]}" 2>>"$OUT/summaries.txt")
+  echo "{\"row\":\"$row\",${json#\{}" >>"$RESULTS"
+  tail -n 3 "$OUT/summaries.txt" | sed "s/^/[$row] /" >&2
+}
+
+for row in $ROWS; do
+  case $row in
+    hold)
+      # Idle memory and set-up cost at 15k connections, per transport.
+      for t in ws sse; do
+        bench "hold-15k-$t" dualconn hold --players 15000 --transport "$t" --secs 3 --workers 2
+        bench "hold-15k-$t" node hold --players 15000 --transport "$t" --secs 3 --workers 2
+      done
+      bench "hold-15k-floor" floor hold --players 15000 --transport floor --secs 3 --workers 2 --connect-concurrency 64
+      ;;
+    fanout)
+      # 10k connections (5k players x both transports), 5 broadcasts/s = 50k deliveries/s.
+      bench fanout-10k-50k dualconn fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+      bench fanout-10k-50k node fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+      bench fanout-10k-50k floor fanout --players 10000 --transport floor --rate 5 --secs 10 --workers 2 --connect-concurrency 64
+      ;;
+    vsnode)
+      # 2k connections (1k players x both): broadcast rates up; the highest with p99 <= 50 ms counts.
+      for rate in 5 10 25 50 100; do
+        bench "vsnode-2k-r$rate" dualconn fanout --players 1000 --transport both --rate "$rate" --secs 4
+        bench "vsnode-2k-r$rate" node fanout --players 1000 --transport both --rate "$rate" --secs 4
+      done
+      bench "vsnode-2k-r100" floor fanout --players 2000 --transport floor --rate 100 --secs 4
+      ;;
+    targeted)
+      # 18k connections (9k players x both), targeted publishes of 10 players, 1000/s = 20k deliveries/s.
+      bench targeted-18k-20k dualconn fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
+      bench targeted-18k-20k node fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
+      ;;
+    spread)
+      # One broadcast at a time to 10k WebSockets: latency max is the time to reach the last one.
+      bench spread-10k dualconn fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
+      bench spread-10k node fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
+      bench spread-10k floor fanout --players 10000 --transport floor --rate 1 --publishes 5 --secs 10 --workers 2 --connect-concurrency 64
+      ;;
+    churn)
+      for t in ws sse; do
+        bench "churn-$t" dualconn churn --players 1000 --transport "$t" --secs 5 --concurrency 64
+        bench "churn-$t" node churn --players 1000 --transport "$t" --secs 5 --concurrency 64
+      done
+      ;;
+    resume)
+      # Forced drops under load; dualconn only (the Node peer keeps no history to resume from).
+      bench resume-2k dualconn resume --players 1000 --transport both --rate 20 --secs 8 --drop-every-ms 1000
+      ;;
+  esac
+done
+stop
+
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
+node bench/table.mjs "$RESULTS"
