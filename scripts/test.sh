@@ -8,7 +8,7 @@ cargo test --workspace --locked
 
 bash scripts/client-test.sh
 
-# Browser tests and the benchmark smoke drive the release-free debug binary built above.
+# The browser tests and the benchmark smoke drive the debug binary built above.
 for part in scripts/browser-test.sh scripts/bench-smoke.sh; do
   if [ -f "$part" ]; then
     bash "$part"
