@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces every row of BENCHMARKS.md: dualconn, the raw TCP floor and the Node.js peer in one
 # run, each server pinned to CPU 0 and the load generator to CPU 1. Prints the table and keeps
-# every JSON line in $OUT (default bench/last-run). Takes about 6-8 minutes on 2 cores.
+# every JSON line in $OUT (default target/bench-run). Takes about 4 minutes on 2 cores.
 #
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-"hold fanout vsnode targeted spread churn resume"}
-OUT=${OUT:-bench/last-run}
+OUT=${OUT:-target/bench-run}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
