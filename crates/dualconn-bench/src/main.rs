@@ -1072,7 +1072,13 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                         format!(r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#)
                     }
                 };
-                let (status, answer) = client.post("/api/publish", &admin, body.as_bytes()).await?;
+                // A server that never answers must not hang the run.
+                let (status, answer) = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    client.post("/api/publish", &admin, body.as_bytes()),
+                )
+                .await
+                .context("no answer to a publish within 10 s")??;
                 let mut pb = shared.borrow_mut();
                 pb.publishes += 1;
                 if status != 200 {
