@@ -15,7 +15,7 @@ pub fn timestamp(at: SystemTime) -> String {
 #[derive(Serialize)]
 struct Envelope<'a, D: Serialize + ?Sized> {
     event_type: &'a str,
-    timestamp: String,
+    timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sequence_number: Option<u64>,
     player_id: &'a str,
@@ -33,16 +33,38 @@ pub fn event_bytes<D: Serialize + ?Sized>(
     room_id: Option<&str>,
     data: &D,
 ) -> Bytes {
+    event_bytes_stamped(
+        event_type,
+        &timestamp(at),
+        sequence_number,
+        player_id,
+        room_id,
+        data,
+    )
+}
+
+/// As [`event_bytes`], with the timestamp already formatted, so a broadcast formats it once.
+pub fn event_bytes_stamped<D: Serialize + ?Sized>(
+    event_type: &str,
+    timestamp: &str,
+    sequence_number: Option<u64>,
+    player_id: &str,
+    room_id: Option<&str>,
+    data: &D,
+) -> Bytes {
     let envelope = Envelope {
         event_type,
-        timestamp: timestamp(at),
+        timestamp,
         sequence_number,
         player_id,
         room_id,
         data,
     };
+    // Room for a typical event, so serializing does not grow the buffer step by step.
+    let mut out = Vec::with_capacity(256);
     // Serializing strings, numbers and an already-valid RawValue cannot fail.
-    Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    let _ = serde_json::to_writer(&mut out, &envelope);
+    Bytes::from(out)
 }
 
 /// Connection-local events (SPEC §12.2): never in history, never numbered.

@@ -401,7 +401,8 @@ impl Hub {
                 .entry(PlayerId::from(player_id))
                 .or_insert_with(|| Player::new(now, history_bytes)),
         };
-        self.publish_locked(player_id, player, event, now)
+        let stamp = wire::timestamp(SystemTime::now());
+        self.publish_locked(player_id, player, event, now, &stamp)
     }
 
     fn publish_locked(
@@ -410,11 +411,12 @@ impl Hub {
         player: &mut Player,
         event: &Event<'_>,
         now: Instant,
+        stamp: &str,
     ) -> Published {
         let seq = player.take_seq();
-        let json = wire::event_bytes(
+        let json = wire::event_bytes_stamped(
             event.event_type,
-            SystemTime::now(),
+            stamp,
             Some(seq),
             player_id,
             event.room_id,
@@ -457,12 +459,16 @@ impl Hub {
     /// Publishes to every player with a live connection on this node.
     pub fn broadcast(&self, event: &Event<'_>) -> Vec<(PlayerId, Published)> {
         let now = Instant::now();
+        let stamp = wire::timestamp(SystemTime::now());
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             for (id, player) in shard.iter_mut() {
                 if !player.conns.is_empty() {
-                    out.push((id.clone(), self.publish_locked(id, player, event, now)));
+                    out.push((
+                        id.clone(),
+                        self.publish_locked(id, player, event, now, &stamp),
+                    ));
                 }
             }
         }
