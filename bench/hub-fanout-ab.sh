@@ -21,7 +21,7 @@ bench_bin() { # $1: manifest dir, $2: target dir
   (cd "$1" && CARGO_TARGET_DIR="$2" cargo bench -p dualconn --bench hub_fanout --no-run --message-format=json 2>/dev/null) \
     | sed -n 's/.*"executable":"\([^"]*hub_fanout[^"]*\)".*/\1/p' | tail -1
 }
-a=$(bench_bin "$tree" "$PWD/target/ab-before")
+a=$(bench_bin "$tree" "$PWD/target/before")
 b=$(bench_bin "$PWD" "$PWD/target")
 echo "before: $before   after: $(git rev-parse --short HEAD)+worktree   cpu: $cpu"
 for i in $(seq "$rounds"); do

@@ -16,8 +16,24 @@ const PLAYERS: usize = 2_000;
 const EVENTS_PER_PLAYER: usize = 50;
 const RUNS: usize = 7;
 
+/// Spelled out rather than `HubConfig::default()`, so this file also builds at the older
+/// commits `bench/hub-fanout-ab.sh` compares against.
+fn config() -> HubConfig {
+    HubConfig {
+        max_connections_per_player: 4,
+        reject_over_limit: false,
+        history_size: 256,
+        history_ttl: Duration::from_secs(300),
+        outbox_bytes: 1 << 20,
+        session_ttl: Duration::from_secs(86_400),
+        heartbeat_interval: Duration::from_secs(15),
+        ping_interval: Duration::from_secs(25),
+        write_timeout: Duration::from_secs(10),
+    }
+}
+
 async fn run_once() -> f64 {
-    let hub = Arc::new(Hub::new(HubConfig::default()));
+    let hub = Arc::new(Hub::new(config()));
     let drained = Arc::new(AtomicU64::new(0));
     let players: Vec<PlayerId> = (0..PLAYERS)
         .map(|i| PlayerId::from(format!("p{i}")))
