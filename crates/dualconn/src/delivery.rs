@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use std::pin::Pin;
+
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::hub::{CloseReason, Conn, Counters, Frame, Hub, local_frame};
 use crate::wire::{self, local};
@@ -16,8 +18,11 @@ pub struct Delivery {
     conn: Arc<Conn>,
     /// Connection-local `heartbeat` events on both transports (SPEC §12.3).
     heartbeat: Interval,
-    /// When the token expires (plus leeway); `None` once acted on.
-    expires: Option<Instant>,
+    /// Fires when the token expires (plus leeway). Made once: re-creating a timer on every
+    /// wake-up showed in the fan-out profile.
+    expiry: Pin<Box<Sleep>>,
+    /// Set once the expiry has been acted on, so the fired timer is not polled again.
+    expired: bool,
     /// Frames moved out of the outbox, reused between batches.
     batch: Vec<Frame>,
 }
@@ -42,7 +47,8 @@ impl Delivery {
             hub,
             conn,
             heartbeat,
-            expires: Some(Instant::now() + left),
+            expiry: Box::pin(tokio::time::sleep_until(Instant::now() + left)),
+            expired: false,
             batch: Vec::new(),
         }
     }
@@ -58,12 +64,6 @@ impl Delivery {
     /// Waits for the next batch or the end. Cancel-safe.
     pub async fn next(&mut self) -> Next {
         loop {
-            let expiry = async {
-                match self.expires {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 close = self.conn.outbox.next(&mut self.batch) => {
@@ -72,8 +72,8 @@ impl Delivery {
                         Some(reason) => Next::Close(reason),
                     };
                 }
-                _ = expiry => {
-                    self.expires = None;
+                _ = &mut self.expiry, if !self.expired => {
+                    self.expired = true;
                     let frame = local_frame(&self.conn.player, local::TOKEN_EXPIRED, &wire::Empty {});
                     self.conn.outbox.close(Some(frame), CloseReason::TokenExpired);
                 }
