@@ -14,13 +14,12 @@ import { spawn } from "node:child_process";
 import { mkdirSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import WebSocket from "ws";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const BIN = process.env.DUALCONN_BIN ?? path.join(root, "target/debug/dualconn");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 // Test runs save into target/ so they never dirty the tree; UPDATE_SCREENSHOTS=1 refreshes the
 // committed copy the README shows.
 const SCREENSHOT = process.env.UPDATE_SCREENSHOTS
@@ -204,20 +203,7 @@ async function waitForFigure(page, id, op, value) {
 before(async () => {
   assert.ok(existsSync(BIN), `no binary at ${BIN}: run cargo build -p dualconn first`);
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    // playwright-core starts Chromium with a new, empty profile directory of its own.
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

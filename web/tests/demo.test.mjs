@@ -15,12 +15,11 @@ import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const BIN = process.env.DUALCONN_BIN ?? path.join(root, "target/debug/dualconn");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = process.env.UPDATE_SCREENSHOTS
   ? path.join(here, "screenshots")
   : path.join(root, "target/screenshots");
@@ -86,20 +85,7 @@ before(async () => {
   assert.ok(existsSync(BIN), `no binary at ${BIN}: run cargo build -p dualconn first`);
   // Dev mode, with every default: what `dualconn serve` does on a fresh machine.
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    // playwright-core starts Chromium with a new, empty profile directory of its own.
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
