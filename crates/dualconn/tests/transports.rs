@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
 #[tokio::test]
@@ -255,4 +255,28 @@ async fn heartbeats_reach_both_transports_as_connection_local_events() {
         beat_frame.starts_with("data: "),
         "no id: line: {beat_frame:?}"
     );
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let server = Server::start().await;
+    let mut ws = server.ws("leaver", "").await;
+    ws.next_event().await;
+    within(ws.stream.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))))
+    .await
+    .unwrap();
+    let echo = loop {
+        match within(ws.stream.next()).await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected the close echo, got {other:?}"),
+        }
+    };
+    assert_eq!(echo.map(|f| u16::from(f.code)), Some(1000));
 }

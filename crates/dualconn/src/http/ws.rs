@@ -189,7 +189,13 @@ where
                     send_error(&delivery, "validation_error", "binary frames are not accepted; send JSON text");
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => delivery.conn().touch(),
-                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(Message::Close(_))) => {
+                    // Finish the closing handshake: the library queued the echo of the peer's
+                    // close frame, and it only leaves on a flush.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                    return;
+                }
+                None => return,
                 Some(Err(e)) => {
                     if let Some(code) = close_code_for(e) {
                         close(&mut sink, code, options.write_timeout).await;
