@@ -40,21 +40,30 @@ async fn send_raw(server: &Server, bytes: &[u8]) -> Outcome {
         }
     }
     let _ = stream.shutdown().await;
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
+    let read = read_until_closed(&mut stream, &mut answer).await;
     assert!(
         read.is_ok(),
         "the server hung on {:?}",
         String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
     );
     parse(&answer)
+}
+
+/// Reads until the server closes (or resets) the socket, for at most 5 s; `Err` if it never does.
+async fn read_until_closed(
+    stream: &mut TcpStream,
+    into: &mut Vec<u8>,
+) -> Result<(), tokio::time::error::Elapsed> {
+    let mut buf = [0u8; 8192];
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
 }
 
 fn parse(answer: &[u8]) -> Outcome {
@@ -842,16 +851,7 @@ fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 /// the close code, if a close frame came.
 async fn ending(mut stream: TcpStream) -> Option<u16> {
     let mut bytes = Vec::new();
-    let mut buf = [0u8; 8192];
-    let ended = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => bytes.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
+    let ended = read_until_closed(&mut stream, &mut bytes).await;
     assert!(ended.is_ok(), "the socket was left open");
     // Server frames are unmasked: opcode, length, payload.
     let mut at = 0;

@@ -723,10 +723,6 @@ impl Hub {
         }
     }
 
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
     /// Queues a connection-local event on one connection, within its bound.
     pub fn send_local<D: Serialize + ?Sized>(&self, conn: &Conn, event_type: &str, data: &D) {
         let (pushed, _) = conn
