@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Before/after fan-out throughput of the hub around the observability change (issue 4):
-# builds crates/dualconn/benches/hub_fanout.rs at BEFORE (default: the commit before the
-# monitoring routes landed) and at the work tree, then runs them interleaved on one pinned CPU.
+# Before/after fan-out throughput of the hub: builds crates/dualconn/benches/hub_fanout.rs at
+# BEFORE and at the work tree, then runs them interleaved on one pinned CPU. A commit that has
+# the bench builds its own copy (the publish API changed with the cluster split); an older one
+# gets the work tree's.
 #   bash bench/hub-fanout-ab.sh [BEFORE_COMMIT] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,9 @@ trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
 
 git worktree add -q --detach "$tree" "$before"
 mkdir -p "$tree/crates/dualconn/benches"
-cp crates/dualconn/benches/hub_fanout.rs "$tree/crates/dualconn/benches/"
+if [ ! -f "$tree/crates/dualconn/benches/hub_fanout.rs" ]; then
+  cp crates/dualconn/benches/hub_fanout.rs "$tree/crates/dualconn/benches/"
+fi
 if ! grep -q 'name = "hub_fanout"' "$tree/crates/dualconn/Cargo.toml"; then
   printf '\n[[bench]]\nname = "hub_fanout"\nharness = false\n' >> "$tree/crates/dualconn/Cargo.toml"
 fi

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The cluster tests run against a real Redis, each under its own key prefix.
+bash scripts/redis-setup.sh
+export DUALCONN_TEST_REDIS_URL="redis://127.0.0.1:${DUALCONN_TEST_REDIS_PORT:-6379}"
+
 cargo test --workspace --locked
 
 bash scripts/client-test.sh

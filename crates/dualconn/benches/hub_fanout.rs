@@ -16,8 +16,8 @@ const PLAYERS: usize = 2_000;
 const EVENTS_PER_PLAYER: usize = 50;
 const RUNS: usize = 7;
 
-/// Spelled out rather than `HubConfig::default()`, so this file also builds at the older
-/// commits `bench/hub-fanout-ab.sh` compares against.
+/// Spelled out rather than `HubConfig::default()`, as at the older commits
+/// `bench/hub-fanout-ab.sh` compares against (each commit builds its own copy of this file).
 fn config() -> HubConfig {
     HubConfig {
         max_connections_per_player: 4,
@@ -48,6 +48,7 @@ async fn run_once() -> f64 {
                     session_id: None,
                     cursor: None,
                 })
+                .await
                 .expect("joins");
             let drained = drained.clone();
             drainers.push(tokio::spawn(async move {
@@ -70,7 +71,9 @@ async fn run_once() -> f64 {
     let started = Instant::now();
     for round in 0..EVENTS_PER_PLAYER {
         for player in &players {
-            hub.publish(player, &event);
+            hub.publish(player, &event)
+                .await
+                .expect("one process is always available");
         }
         if round % 5 == 4 {
             // Let the drainers run, as a server's writer tasks would between publishes.

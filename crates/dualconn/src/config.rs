@@ -102,9 +102,16 @@ pub struct Settings {
     /// Burst of commands per player [default: 40]
     #[arg(long, env = "DUALCONN_COMMAND_BURST_PER_PLAYER")]
     pub command_burst_per_player: Option<u32>,
-    /// Redis URL for cluster mode (not implemented yet; refused when set)
+    /// Cluster mode: nodes share players, sessions, history and fan-out through this Redis
+    /// (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS) [default: none, one process]
     #[arg(long, env = "DUALCONN_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so deployments can share a Redis [default: dualconn]
+    #[arg(long, env = "DUALCONN_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// This node's id in the cluster, unique per node [default: random]
+    #[arg(long, env = "DUALCONN_NODE_ID")]
+    pub node_id: Option<String>,
     /// Log format: `text` or `json` [default: text]
     #[arg(long, env = "DUALCONN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -217,7 +224,11 @@ pub struct Config {
     /// Where commands go; `None` runs the built-in demo world.
     pub command_webhook: Option<WebhookConfig>,
     pub command_rate: Rate,
+    /// Cluster mode through Redis; `None` runs one process with nothing else.
+    pub cluster: Option<RedisSettings>,
 }
+
+pub use crate::backplane::redis::RedisSettings;
 
 /// The game backend that answers commands.
 #[derive(Clone)]
@@ -295,6 +306,8 @@ impl Settings {
             command_rate_per_player,
             command_burst_per_player,
             redis_url,
+            redis_prefix,
+            node_id,
             log_format,
         )
     }
@@ -339,12 +352,42 @@ impl Settings {
         if admin_keys.is_empty() && matches!(keys, KeySource::Dev { .. }) {
             admin_keys.push(format!("dev-admin-{}", crate::random::token()));
         }
-        if self.redis_url.is_some() {
-            return Err(ConfigError::Invalid(
-                "DUALCONN_REDIS_URL: cluster mode is not built yet; unset it to run one node"
-                    .into(),
-            ));
-        }
+        let cluster = match self.redis_url {
+            None => {
+                if self.redis_prefix.is_some() || self.node_id.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_REDIS_PREFIX and DUALCONN_NODE_ID need DUALCONN_REDIS_URL".into(),
+                    ));
+                }
+                None
+            }
+            Some(url) => {
+                let node_id = self.node_id.unwrap_or_else(|| {
+                    format!("node-{}", &crate::random::token()[..10]).replace('_', "-")
+                });
+                if !crate::backplane::redis::valid_node_id(&node_id) {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_NODE_ID must match ^[A-Za-z0-9_.:-]{1,64}$".into(),
+                    ));
+                }
+                let prefix = self.redis_prefix.unwrap_or_else(|| "dualconn".into());
+                if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_REDIS_PREFIX must be non-empty and without spaces".into(),
+                    ));
+                }
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(ConfigError::Invalid(
+                        "DUALCONN_REDIS_URL must start with redis:// or rediss://".into(),
+                    ));
+                }
+                Some(RedisSettings {
+                    url,
+                    prefix,
+                    node_id,
+                })
+            }
+        };
         let secs = Duration::from_secs;
         let positive = |name: &str, v: u64| {
             if v == 0 {
@@ -436,6 +479,7 @@ impl Settings {
                     self.command_burst_per_player.unwrap_or(40).into(),
                 )? as u32,
             },
+            cluster,
         };
         Ok(config)
     }

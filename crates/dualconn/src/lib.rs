@@ -14,6 +14,7 @@
 //! ```
 
 pub mod auth;
+pub mod backplane;
 pub mod commands;
 pub mod config;
 pub mod delivery;

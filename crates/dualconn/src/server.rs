@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::auth::Authenticator;
+use crate::backplane::Backplane;
+use crate::backplane::redis::RedisBackplane;
 use crate::commands::demo::DemoWorld;
 use crate::commands::webhook::Webhook;
 use crate::commands::{CommandHandler, Runner};
@@ -80,7 +82,14 @@ impl App {
         handler: Arc<dyn CommandHandler>,
     ) -> Result<App, BuildError> {
         let auth = Authenticator::new(&config.auth)?;
-        let hub = Arc::new(Hub::new(HubConfig::from(&config)));
+        let backplane = match &config.cluster {
+            None => Backplane::Local,
+            Some(settings) => Backplane::Redis(Arc::new(
+                RedisBackplane::new(settings.clone(), HubConfig::from(&config))
+                    .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?,
+            )),
+        };
+        let hub = Arc::new(Hub::with_backplane(HubConfig::from(&config), backplane));
         let commands = Runner::new(handler, hub.clone(), config.command_rate);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -148,6 +157,13 @@ impl App {
         } = self;
         let tracker = state.tracker.clone();
         tracker.spawn(sweep(state.clone(), shutdown.clone()));
+        if let Backplane::Redis(redis) = state.hub.backplane() {
+            tracker.spawn(crate::backplane::redis::run(
+                redis.clone(),
+                state.hub.clone(),
+                shutdown.clone(),
+            ));
+        }
 
         loop {
             let (stream, peer) = tokio::select! {

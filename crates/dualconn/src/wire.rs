@@ -67,6 +67,56 @@ pub fn event_bytes_stamped<D: Serialize + ?Sized>(
     Bytes::from(out)
 }
 
+/// One event for many players, serialized once: the envelope around `sequence_number` and
+/// `player_id`, so each player's bytes are two copies and two numbers, not a serialization.
+/// The Redis backplane's scripts and the nodes fill the same template, so history and live
+/// delivery carry identical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTemplate {
+    /// `{"event_type":…,"timestamp":…,"sequence_number":`
+    pub head: String,
+    /// `,"room_id":…,"data":…}` (room only when set)
+    pub tail: String,
+}
+
+impl EventTemplate {
+    pub fn new(event_type: &str, timestamp: &str, room_id: Option<&str>, data: &RawValue) -> Self {
+        let mut head = String::with_capacity(96);
+        head.push_str("{\"event_type\":");
+        push_json_str(&mut head, event_type);
+        head.push_str(",\"timestamp\":");
+        push_json_str(&mut head, timestamp);
+        head.push_str(",\"sequence_number\":");
+        let mut tail = String::with_capacity(data.get().len() + 48);
+        if let Some(room) = room_id {
+            tail.push_str(",\"room_id\":");
+            push_json_str(&mut tail, room);
+        }
+        tail.push_str(",\"data\":");
+        tail.push_str(data.get());
+        tail.push('}');
+        EventTemplate { head, tail }
+    }
+
+    /// The player's event: identical to [`event_bytes_stamped`] with the same fields.
+    pub fn fill(&self, sequence_number: u64, player_id: &str) -> Bytes {
+        let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + player_id.len() + 40);
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(sequence_number).as_bytes());
+        out.extend_from_slice(b",\"player_id\":");
+        let _ = serde_json::to_writer(&mut out, player_id);
+        out.extend_from_slice(self.tail.as_bytes());
+        Bytes::from(out)
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // Serializing a str into JSON cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
 /// Connection-local events (SPEC §12.2): never in history, never numbered.
 pub mod local {
     pub const CONNECTED: &str = "connected";
@@ -454,6 +504,27 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filled_template_is_byte_for_byte_the_serialized_envelope() {
+        let data = RawValue::from_string(r#"{"text":"a \"quoted\" line\n"}"#.into()).unwrap();
+        for room in [None, Some("hall:1")] {
+            for (event_type, player) in [("chat", "p1"), ("odd\"type", "x.y@z-9")] {
+                let t = EventTemplate::new(event_type, "2025-01-06T19:55:00.123Z", room, &data);
+                assert_eq!(
+                    t.fill(9_007_199_254_740_991, player),
+                    event_bytes_stamped(
+                        event_type,
+                        "2025-01-06T19:55:00.123Z",
+                        Some(9_007_199_254_740_991),
+                        player,
+                        room,
+                        &*data,
+                    )
+                );
+            }
+        }
+    }
 
     #[test]
     fn envelope_has_the_spec_fields_and_omits_a_missing_room() {

@@ -57,7 +57,7 @@ fn hub() -> Arc<Hub> {
 
 /// Opens a WebSocket on the hub; returns the sender of client frames and the receiver of
 /// server frames.
-fn open_ws(
+async fn open_ws(
     hub: &Arc<Hub>,
     player: &str,
 ) -> (
@@ -73,6 +73,7 @@ fn open_ws(
             session_id: None,
             cursor: None,
         })
+        .await
         .unwrap();
     let delivery = Delivery::new(
         hub.clone(),
@@ -104,8 +105,8 @@ fn open_ws(
 #[tokio::test(start_paused = true)]
 async fn a_websocket_that_stops_answering_becomes_unhealthy_then_is_closed() {
     let hub = hub();
-    let (alive_tx, mut alive_rx, _alive) = open_ws(&hub, "alive");
-    let (_silent_tx, mut silent_rx, silent) = open_ws(&hub, "silent");
+    let (alive_tx, mut alive_rx, _alive) = open_ws(&hub, "alive").await;
+    let (_silent_tx, mut silent_rx, silent) = open_ws(&hub, "silent").await;
     assert!(
         matches!(silent_rx.recv().await, Some(Message::Text(_))),
         "connected"
@@ -171,6 +172,7 @@ async fn an_sse_write_that_stalls_makes_the_stream_unhealthy_until_it_completes(
             session_id: None,
             cursor: None,
         })
+        .await
         .unwrap();
     assert_eq!(hub.stats().healthy(), 1);
     conn.write_began();

@@ -36,26 +36,29 @@ async fn open(server: &Server, player: &str, sse: bool, cursor: Option<u64>) -> 
     }
 }
 
-async fn no_loss_with_seed(seed: u64) {
-    let server = Arc::new(Server::start().await);
+/// Connections open on a random node each time and publishes go through the nodes in turn, so
+/// with more than one node every resume crosses the backplane.
+async fn no_loss_with_seed(seed: u64, nodes: &[Arc<Server>]) {
     let player = format!("resumer{seed}");
     let published = Arc::new(Mutex::new(Vec::<u64>::new()));
     let done = Arc::new(AtomicBool::new(false));
     const EVENTS: usize = 1000;
 
     let mut rng = XorShift(seed | 1);
+    let pick = |rng: &mut XorShift| nodes[rng.below(nodes.len() as u64) as usize].clone();
     // The first connection is live before publishing starts; every later one resumes.
-    let mut first = Some(open(&server, &player, rng.below(2) == 1, None).await);
+    let mut first = Some(open(&pick(&mut rng), &player, rng.below(2) == 1, None).await);
 
     let publisher = {
-        let (server, published, done, player) = (
-            server.clone(),
+        let (nodes, published, done, player) = (
+            nodes.to_vec(),
             published.clone(),
             done.clone(),
             player.clone(),
         );
         tokio::spawn(async move {
             for i in 0..EVENTS {
+                let server = &nodes[i % nodes.len()];
                 let r = server.publish(&[&player], "tick", json!({"i": i})).await;
                 let seq = r["events"][0]["sequence_number"].as_u64().unwrap();
                 published.lock().push(seq);
@@ -71,7 +74,7 @@ async fn no_loss_with_seed(seed: u64) {
         let cursor = received.last().copied();
         let mut conn = match first.take() {
             Some(conn) => conn,
-            None => open(&server, &player, use_sse, cursor).await,
+            None => open(&pick(&mut rng), &player, use_sse, cursor).await,
         };
         assert_eq!(conn.next().await["event_type"], "connected");
         if let Some(cursor) = cursor {
@@ -113,8 +116,19 @@ async fn no_loss_with_seed(seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_or_repeated_across_random_reconnects_on_both_transports() {
+    let server = Arc::new(Server::start().await);
     for seed in [1, 0x5eed, 0xdecaf] {
-        no_loss_with_seed(seed).await;
+        no_loss_with_seed(seed, std::slice::from_ref(&server)).await;
+    }
+}
+
+/// The same property with the Redis backplane: two nodes, connections and publishes spread
+/// over both, so every join merges Redis history with live events from another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_is_lost_or_repeated_across_nodes_of_a_cluster() {
+    let nodes: Vec<Arc<Server>> = cluster(2, |_| {}).await.into_iter().map(Arc::new).collect();
+    for seed in [7, 0xc1a5] {
+        no_loss_with_seed(seed, &nodes).await;
     }
 }
 

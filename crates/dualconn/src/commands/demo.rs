@@ -78,26 +78,25 @@ impl DemoWorld {
         self.places.lock().get(player).copied().unwrap_or(START)
     }
 
-    fn move_to(&self, hub: &Hub, player: &PlayerId, to: &'static str) {
+    fn move_to(&self, online: &[PlayerId], player: &PlayerId, to: &'static str) {
         let mut places = self.places.lock();
         if places.len() >= MAX_PLACES && !places.contains_key(player) {
-            places.retain(|p, _| hub.is_online(p));
+            places.retain(|p, _| online.contains(p));
         }
         places.insert(player.clone(), to);
     }
 
     /// Online players standing in `room`.
-    fn in_room(&self, hub: &Hub, room: &str) -> Vec<String> {
-        let online = hub.online_players();
+    fn in_room(&self, online: &[PlayerId], room: &str) -> Vec<String> {
         let places = self.places.lock();
         online
-            .into_iter()
-            .filter(|p| places.get(p).copied().unwrap_or(START) == room)
+            .iter()
+            .filter(|p| places.get(*p).copied().unwrap_or(START) == room)
             .map(|p| p.to_string())
             .collect()
     }
 
-    fn look(&self, hub: &Hub, player: &PlayerId) -> Value {
+    fn look(&self, online: &[PlayerId], player: &PlayerId) -> Value {
         let here = room(self.place(player));
         json!({
             "command": "look",
@@ -107,24 +106,24 @@ impl DemoWorld {
                 "description": here.description,
                 "exits": here.exits.iter().map(|(dir, _)| *dir).collect::<Vec<_>>(),
             },
-            "players": self.in_room(hub, here.id),
+            "players": self.in_room(online, here.id),
         })
     }
 
-    fn answer(&self, hub: &Hub, cmd: &Command) -> Vec<Outbound> {
+    fn answer(&self, online: &[PlayerId], cmd: &Command) -> Vec<Outbound> {
         let me = &cmd.player_id;
         let reply = |data: Value| Outbound::to(me.to_string(), "command_response", data);
         let text = clip(&cmd.args.join(" "));
         let here = self.place(me);
         match cmd.command.as_str() {
-            "look" | "l" => vec![reply(self.look(hub, me))],
+            "look" | "l" => vec![reply(self.look(online, me))],
             "say" | "emote" if text.is_empty() => {
                 vec![reply(
                     json!({"command": cmd.command, "ok": false, "error": "say what?"}),
                 )]
             }
             "say" | "emote" => {
-                let listeners = self.in_room(hub, here);
+                let listeners = self.in_room(online, here);
                 let event = Outbound {
                     player_ids: listeners.clone(),
                     event_type: cmd.command.clone(),
@@ -147,9 +146,9 @@ impl DemoWorld {
                         json!({"command": "go", "ok": false, "error": "you cannot go that way"}),
                     )];
                 };
-                let left_behind = self.in_room(hub, here);
-                self.move_to(hub, me, to);
-                let mut ahead = self.in_room(hub, to);
+                let left_behind = self.in_room(online, here);
+                self.move_to(online, me, to);
+                let mut ahead = self.in_room(online, to);
                 ahead.retain(|p| p != &**me);
                 let mut out = Vec::new();
                 let others: Vec<String> = left_behind.into_iter().filter(|p| p != &**me).collect();
@@ -169,7 +168,7 @@ impl DemoWorld {
                         data: json!({"player_id": &**me}),
                     });
                 }
-                let mut look = self.look(hub, me);
+                let mut look = self.look(online, me);
                 look["command"] = json!("go");
                 look["ok"] = json!(true);
                 out.push(reply(look));
@@ -177,12 +176,11 @@ impl DemoWorld {
             }
             "who" => {
                 let places = self.places.lock();
-                let mut players: Vec<Value> = hub
-                    .online_players()
-                    .into_iter()
+                let mut players: Vec<Value> = online
+                    .iter()
                     .map(|p| {
-                        let at = places.get(&p).copied().unwrap_or(START);
-                        json!({"player_id": &*p, "room": at})
+                        let at = places.get(p).copied().unwrap_or(START);
+                        json!({"player_id": p.as_ref(), "room": at})
                     })
                     .collect();
                 players.sort_by(|a, b| a["player_id"].as_str().cmp(&b["player_id"].as_str()));
@@ -194,7 +192,7 @@ impl DemoWorld {
                         json!({"command": "whisper", "ok": false, "error": "whisper <player> <text>"}),
                     )];
                 };
-                if !hub.is_online(target) {
+                if !online.iter().any(|p| **p == **target) {
                     return vec![reply(
                         json!({"command": "whisper", "ok": false, "error": "no such player online"}),
                     )];
@@ -229,6 +227,13 @@ impl CommandHandler for DemoWorld {
         hub: &'a Hub,
         command: Command,
     ) -> BoxFuture<'a, Result<Vec<Outbound>, CommandError>> {
-        Box::pin(async move { Ok(self.answer(hub, &command)) })
+        Box::pin(async move {
+            // Presence once per command: cluster-wide under Redis, one round-trip.
+            let online = hub
+                .online_players()
+                .await
+                .map_err(|e| CommandError::system(e.to_string()))?;
+            Ok(self.answer(&online, &command))
+        })
     }
 }

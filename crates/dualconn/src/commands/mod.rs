@@ -177,22 +177,23 @@ impl Runner {
     pub async fn run(self, command: Command) -> Result<(), CommandError> {
         let outbound = self.handler.handle(&self.hub, command).await?;
         for event in outbound {
-            deliver(&self.hub, &event);
+            deliver(&self.hub, &event).await?;
         }
         Ok(())
     }
 }
 
-fn deliver(hub: &Hub, event: &Outbound) {
+/// Publishes a handler's event; only an unreachable cluster Redis fails it.
+async fn deliver(hub: &Hub, event: &Outbound) -> Result<(), CommandError> {
     if local::ALL.contains(&event.event_type.as_str()) || event.event_type.is_empty() {
         tracing::warn!(
             event_type = %event.event_type.escape_debug(),
             "a command handler returned a reserved event type; dropped"
         );
-        return;
+        return Ok(());
     }
     let Ok(data) = serde_json::value::to_raw_value(&event.data) else {
-        return;
+        return Ok(());
     };
     let data: &RawValue = &data;
     let published = Event {
@@ -200,11 +201,19 @@ fn deliver(hub: &Hub, event: &Outbound) {
         room_id: event.room_id.as_deref(),
         data,
     };
-    for player in &event.player_ids {
-        if valid_player_id(player) {
-            hub.publish(player, &published);
-        }
+    let players: Vec<&str> = event
+        .player_ids
+        .iter()
+        .map(String::as_str)
+        .filter(|p| valid_player_id(p))
+        .collect();
+    if players.is_empty() {
+        return Ok(());
     }
+    hub.publish_to(&players, &published)
+        .await
+        .map(|_| ())
+        .map_err(|e| CommandError::system(e.to_string()))
 }
 
 #[cfg(test)]

@@ -91,7 +91,11 @@ pub fn admit(
 }
 
 /// Joins the hub, mapping the session rules to their HTTP answers.
-pub fn join(app: &AppState, admitted: &Admitted, kind: ConnKind) -> Result<Delivery, ApiError> {
+pub async fn join(
+    app: &AppState,
+    admitted: &Admitted,
+    kind: ConnKind,
+) -> Result<Delivery, ApiError> {
     let conn = app
         .hub
         .connect(Join {
@@ -100,6 +104,7 @@ pub fn join(app: &AppState, admitted: &Admitted, kind: ConnKind) -> Result<Deliv
             session_id: admitted.session_id.as_deref(),
             cursor: admitted.cursor,
         })
+        .await
         .map_err(|e| match e {
             JoinError::StaleSession | JoinError::SessionConflict => {
                 ApiError::session(StatusCode::CONFLICT, e.to_string())
@@ -110,6 +115,7 @@ pub fn join(app: &AppState, admitted: &Admitted, kind: ConnKind) -> Result<Deliv
             JoinError::ShuttingDown => {
                 ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            JoinError::Unavailable => ApiError::unavailable(),
         })?;
     tracing::debug!(player = %admitted.player, conn = %conn.id, kind = kind.as_str(), "connected");
     Ok(Delivery::new(Arc::clone(&app.hub), conn, admitted.expires))

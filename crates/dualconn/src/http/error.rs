@@ -70,6 +70,18 @@ impl ApiError {
         e
     }
 
+    /// 503 while the cluster's Redis is unreachable: nothing is accepted that could be lost.
+    pub fn unavailable() -> ApiError {
+        let secs = crate::backplane::redis::RETRY_AFTER_SECS;
+        let mut e = ApiError::connection(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster's Redis is unreachable; retry shortly",
+        )
+        .with_details(serde_json::json!({"retry_after_seconds": secs}));
+        e.retry_after = Some(secs);
+        e
+    }
+
     pub fn connection(status: StatusCode, message: impl Into<Cow<'static, str>>) -> ApiError {
         ApiError::new(status, "connection_error", message)
     }

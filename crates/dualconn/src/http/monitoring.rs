@@ -1,6 +1,5 @@
 //! Admin monitoring routes (reference "Monitoring Endpoints", SPEC §9) and `/metrics`.
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -22,6 +21,14 @@ fn admin(app: &AppState, headers: &HeaderMap, uri: &Uri) -> ApiResult<()> {
         .map(drop)
 }
 
+/// Every node's counts: one process's own, or the cluster's through Redis.
+async fn cluster_stats(app: &AppState) -> ApiResult<StatsSnapshot> {
+    app.hub
+        .cluster_stats()
+        .await
+        .map_err(|_| ApiError::unavailable())
+}
+
 fn health_figures(s: &StatsSnapshot) -> wire::HealthFigures {
     wire::HealthFigures {
         total_connections: s.connections(),
@@ -38,7 +45,7 @@ pub async fn dual_connections(
     uri: Uri,
 ) -> ApiResult<Json<wire::DualConnectionsResponse>> {
     admin(&app, &headers, &uri)?;
-    let s = app.hub.stats();
+    let s = cluster_stats(&app).await?;
     Ok(Json(wire::DualConnectionsResponse {
         connection_distribution: wire::DualDistribution {
             total_players: s.players_online,
@@ -67,12 +74,17 @@ pub async fn performance(
     uri: Uri,
 ) -> ApiResult<Json<wire::PerformanceResponse>> {
     admin(&app, &headers, &uri)?;
-    let c = &app.hub.counters;
-    let (ws, ws_avg, ws_max) = c.establishment(ConnKind::WebSocket).summary();
-    let (sse, sse_avg, sse_max) = c.establishment(ConnKind::Sse).summary();
-    let sent = c.messages_sent.load(Ordering::Relaxed);
-    let ok = c.deliveries_ok.load(Ordering::Relaxed);
-    let failed = c.deliveries_failed.load(Ordering::Relaxed);
+    let local = &app.hub.counters;
+    // Set-up times are this node's; counts are every node's.
+    let (_, ws_avg, ws_max) = local.establishment(ConnKind::WebSocket).summary();
+    let (_, sse_avg, sse_max) = local.establishment(ConnKind::Sse).summary();
+    let c = app
+        .hub
+        .cluster_counters()
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    let (ws, sse) = (c.ws_established, c.sse_established);
+    let (sent, ok, failed) = (c.messages_sent, c.deliveries_ok, c.deliveries_failed);
     Ok(Json(wire::PerformanceResponse {
         connection_establishment: wire::EstablishmentFigures {
             total_connections: ws + sse,
@@ -93,7 +105,7 @@ pub async fn performance(
                 // Deliveries still queued count as neither, so the rate never passes 100.
                 (ok as f64 * 100.0 / sent as f64).min(100.0)
             },
-            slow_consumer_disconnects: c.slow_consumers.load(Ordering::Relaxed),
+            slow_consumer_disconnects: c.slow_consumers,
         },
         timestamp: wire::timestamp(SystemTime::now()),
     }))
@@ -106,7 +118,7 @@ pub async fn connection_health(
     uri: Uri,
 ) -> ApiResult<Json<wire::ConnectionHealthResponse>> {
     admin(&app, &headers, &uri)?;
-    let s = app.hub.stats();
+    let s = cluster_stats(&app).await?;
     let by_type = |total: usize, healthy: usize| wire::TypeHealthFigures {
         total,
         healthy,
@@ -145,7 +157,11 @@ pub async fn players(
             .min(MAX_LISTED),
         None => 200,
     };
-    let (listed, total) = app.hub.online(limit);
+    let (listed, total) = app
+        .hub
+        .online(limit)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
     let players = listed
         .into_iter()
         .map(|p| {

@@ -91,8 +91,10 @@ pub async fn new_session(
     let made = app
         .hub
         .new_session(&player, requested)
+        .await
         .map_err(|e| match e {
             SessionError::Replaced => ApiError::session(StatusCode::CONFLICT, e.to_string()),
+            SessionError::Unavailable => ApiError::unavailable(),
         })?;
     tracing::info!(player = %player, ended = made.disconnected, "new session");
     Ok(Json(wire::NewSessionResponse {
@@ -117,6 +119,8 @@ pub async fn get_session(
     let session = app
         .hub
         .session(&player)
+        .await
+        .map_err(|_| ApiError::unavailable())?
         .ok_or_else(|| ApiError::session(StatusCode::NOT_FOUND, "this player has no session"))?;
     let mut types = Vec::with_capacity(2);
     if session.websocket > 0 {
@@ -144,7 +148,11 @@ pub async fn connection_info(
     let query = Query::parse(uri.query());
     app.require_manager(&headers, &query, raw_player(&path))?;
     let player = path_player(path)?;
-    let snap = app.hub.player(&player);
+    let snap = app
+        .hub
+        .player(&player)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
     let total = snap.websocket.count() + snap.sse.count();
     let healthy = snap.websocket.healthy + snap.sse.healthy;
     let transport = |t: crate::hub::TransportSnapshot| {
@@ -194,7 +202,11 @@ pub async fn stats(
     uri: Uri,
 ) -> ApiResult<Json<wire::StatsResponse>> {
     app.require_admin(&headers, &Query::parse(uri.query()))?;
-    let s = app.hub.stats();
+    let s = app
+        .hub
+        .cluster_stats()
+        .await
+        .map_err(|_| ApiError::unavailable())?;
     let (total, healthy) = (s.connections(), s.healthy());
     Ok(Json(wire::StatsResponse {
         total_players: s.players_online,
@@ -276,17 +288,24 @@ pub async fn publish(
                 );
             }
             let mut seen = HashSet::new();
-            ids.into_iter()
-                .filter(|id| seen.insert(id.clone()))
-                .map(|id| {
-                    let published = app.hub.publish(&id, &event);
-                    published_entry(&id, published)
-                })
+            let ids: Vec<&str> = ids
+                .iter()
+                .map(String::as_str)
+                .filter(|id| seen.insert(*id))
+                .collect();
+            app.hub
+                .publish_to(&ids, &event)
+                .await
+                .map_err(|_| ApiError::unavailable())?
+                .into_iter()
+                .map(|(id, published)| published_entry(&id, published))
                 .collect()
         }
         (None, true) => app
             .hub
             .broadcast(&event)
+            .await
+            .map_err(|_| ApiError::unavailable())?
             .into_iter()
             .map(|(id, published)| published_entry(&id, published))
             .collect(),
@@ -375,7 +394,12 @@ pub async fn command(
     app.commands.admit(&player).map_err(|wait| {
         ApiError::rate_limited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
     })?;
-    let session = app.hub.session(&player).map(|s| s.session_id);
+    let session = app
+        .hub
+        .session(&player)
+        .await
+        .map_err(|_| ApiError::unavailable())?
+        .map(|s| s.session_id);
     let command = Command::new(player.clone(), session, None, inbound.kind, inbound.data);
     let runner = app.commands.clone();
     let hub = app.hub.clone();
@@ -403,10 +427,13 @@ pub async fn live() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// 503 while draining (SPEC §12.23), so load balancers stop sending new players here.
+/// 503 while draining (SPEC §12.23), so load balancers stop sending new players here, and
+/// while the cluster's Redis is unreachable.
 pub async fn ready(State(app): State<AppState>) -> Response {
     if app.draining.load(Ordering::Acquire) {
         ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !app.hub.backplane().is_available() {
+        ApiError::unavailable().into_response()
     } else {
         Json(serde_json::json!({"status": "ready"})).into_response()
     }

@@ -34,7 +34,9 @@ pub async fn by_path(
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    open(&app, peer, &headers, &uri, player, watch).unwrap_or_else(IntoResponse::into_response)
+    open(&app, peer, &headers, &uri, player, watch)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/events`: the player comes from the token.
@@ -46,10 +48,11 @@ pub async fn by_token(
     uri: Uri,
 ) -> Response {
     open(&app, peer, &headers, &uri, PathPlayer::FromToken, watch)
+        .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-fn open(
+async fn open(
     app: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -60,7 +63,7 @@ fn open(
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
     let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse)?;
-    let delivery = join(app, &admitted, ConnKind::Sse)?;
+    let delivery = join(app, &admitted, ConnKind::Sse).await?;
     if let Some(Extension(watch)) = watch {
         watch.watch(delivery.conn().clone());
     }

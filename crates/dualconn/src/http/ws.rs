@@ -42,6 +42,7 @@ pub async fn preferred(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     open(&app, peer, &headers, &uri, PathPlayer::FromToken, ws)
+        .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -57,8 +58,9 @@ pub async fn deprecated(
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    let mut response =
-        open(&app, peer, &headers, &uri, player, ws).unwrap_or_else(IntoResponse::into_response);
+    let mut response = open(&app, peer, &headers, &uri, player, ws)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     let h = response.headers_mut();
     h.insert("deprecation", HeaderValue::from_static(DEPRECATED_AT));
     h.insert(
@@ -68,7 +70,7 @@ pub async fn deprecated(
     response
 }
 
-fn open(
+async fn open(
     app: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -86,7 +88,7 @@ fn open(
             "not a valid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64",
         ));
     }
-    let delivery = join(app, &admitted, ConnKind::WebSocket)?;
+    let delivery = join(app, &admitted, ConnKind::WebSocket).await?;
     let options = Options {
         ping_interval: app.config.ping_interval,
         write_timeout: WRITE_TIMEOUT,
@@ -322,7 +324,7 @@ fn on_text(delivery: &Delivery, commands: &mut InFlight, text: &str) {
     }
     let command = Command::new(
         conn.player.clone(),
-        Some(conn.session.clone()),
+        Some(crate::hub::SessionId::from(conn.session())),
         Some(conn.id.to_string()),
         inbound.kind,
         inbound.data,

@@ -1,5 +1,6 @@
 //! One open connection as the hub sees it: identity, outbox and liveness. No transport types.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -68,8 +69,11 @@ pub struct Conn {
     pub id: Box<str>,
     pub kind: ConnKind,
     pub player: PlayerId,
-    /// The session this connection joined; it never changes for the connection's life.
-    pub session: SessionId,
+    /// The session this connection joined; set once, when the backplane admits it (in a
+    /// cluster that answer comes after the connection is already listening for events).
+    session: OnceLock<SessionId>,
+    /// Cluster only: the session generation it was admitted under, 0 while joining.
+    pub(super) generation: AtomicU64,
     pub outbox: Outbox,
     /// Paused-time friendly clock origin for the liveness fields below.
     epoch: Instant,
@@ -91,7 +95,6 @@ impl Conn {
         id: Box<str>,
         kind: ConnKind,
         player: PlayerId,
-        session: SessionId,
         outbox_bytes: usize,
         epoch: Instant,
         epoch_wall: SystemTime,
@@ -101,7 +104,8 @@ impl Conn {
             id,
             kind,
             player,
-            session,
+            session: OnceLock::new(),
+            generation: AtomicU64::new(0),
             outbox: Outbox::new(outbox_bytes),
             epoch,
             epoch_wall,
@@ -109,6 +113,20 @@ impl Conn {
             last_alive_ms: AtomicU64::new(now),
             write_began_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The session it belongs to; empty only while it is still joining.
+    pub fn session(&self) -> &str {
+        self.session.get().map(|s| &**s).unwrap_or("")
+    }
+
+    /// Cluster only: the session generation it was admitted under; 0 while joining.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_session(&self, session: SessionId) {
+        let _ = self.session.set(session);
     }
 
     /// Records a sign of life; for SSE, also that the write in flight completed.

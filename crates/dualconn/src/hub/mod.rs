@@ -1,9 +1,11 @@
 //! The transport-free core: players, sessions, streams, outboxes and statistics.
 //!
 //! Per-player state lives in shards, each behind a mutex held for microseconds and never
-//! across an `.await`. Everything that must be ordered for one player (numbering, history,
-//! fan-out, joining, session changes) happens under that player's shard lock, which is what
-//! makes resume gap-free: see [`Hub::connect`].
+//! across an `.await`. The node-local half (connections, outboxes, fan-out, shutdown) is always
+//! here. Numbering, history, sessions and presence belong to the [`Backplane`]: with the local
+//! one they live in the same shard entry, so one lock orders everything for a player (see
+//! [`Hub::connect`]); with Redis they live there, and this node keeps only its connections and
+//! what it needs to merge live events with history (see `backplane/redis`).
 
 mod conn;
 mod outbox;
@@ -24,13 +26,15 @@ use tokio::time::Instant;
 
 pub use conn::{CloseReason, Conn, ConnKind};
 pub use outbox::{Frame, Outbox, Pushed};
-pub use player::REPLACED_SESSIONS_REMEMBERED;
-pub use stats::{Counters, Establishment};
+pub use player::{REPLACED_SESSIONS_REMEMBERED, Replay};
+pub use stats::{CounterTotals, Counters, Establishment};
 pub use trends::{HealthTrends, SAMPLES_PER_DAY};
 
 use player::Player;
+pub use player::recovered;
 
-use crate::wire::{self, local};
+use crate::backplane::{Backplane, Unavailable};
+use crate::wire::{self, EventTemplate, local};
 
 pub type PlayerId = Arc<str>;
 pub type SessionId = Arc<str>;
@@ -120,12 +124,28 @@ pub enum JoinError {
     TooManyConnections,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the cluster's Redis is unreachable")]
+    Unavailable,
+}
+
+impl From<Unavailable> for JoinError {
+    fn from(_: Unavailable) -> JoinError {
+        JoinError::Unavailable
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     #[error("this session id was replaced and cannot be made current again")]
     Replaced,
+    #[error("the cluster's Redis is unreachable")]
+    Unavailable,
+}
+
+impl From<Unavailable> for SessionError {
+    fn from(_: Unavailable) -> SessionError {
+        SessionError::Unavailable
+    }
 }
 
 pub struct NewSession {
@@ -241,10 +261,17 @@ pub struct Hub {
     epoch: Instant,
     epoch_wall: SystemTime,
     shutting_down: AtomicBool,
+    /// Where numbering, history, sessions and presence live: this process, or Redis.
+    backplane: Backplane,
 }
 
 impl Hub {
+    /// A single-process hub: the local backplane.
     pub fn new(config: HubConfig) -> Hub {
+        Hub::with_backplane(config, Backplane::Local)
+    }
+
+    pub fn with_backplane(config: HubConfig, backplane: Backplane) -> Hub {
         Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -256,11 +283,16 @@ impl Hub {
             epoch: Instant::now(),
             epoch_wall: SystemTime::now(),
             shutting_down: AtomicBool::new(false),
+            backplane,
         }
     }
 
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    pub fn backplane(&self) -> &Backplane {
+        &self.backplane
     }
 
     fn shard(&self, player: &str) -> &Mutex<HashMap<PlayerId, Player>> {
@@ -270,6 +302,19 @@ impl Hub {
 
     fn history_bytes(&self) -> usize {
         self.config.outbox_bytes / 2
+    }
+
+    /// Registers a connection and queues its opening events: `connected`, then `recovery` and
+    /// the replay when a cursor is given, then live events. The session rules (SPEC §5) and the
+    /// per-player cap are decided by the backplane, cluster-wide under Redis.
+    pub async fn connect(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(JoinError::ShuttingDown);
+        }
+        match &self.backplane {
+            Backplane::Local => self.connect_local(join),
+            Backplane::Redis(redis) => redis.connect(self, join).await,
+        }
     }
 
     /// Registers a connection and queues its opening events.
@@ -282,10 +327,7 @@ impl Hub {
     /// is in the replay if retained) or after it (it reaches the outbox after the replay).
     /// No event falls in between and none arrives twice, and per-connection order is
     /// `sequence_number` order because the outbox is FIFO.
-    pub fn connect(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
-        if self.shutting_down.load(Ordering::Acquire) {
-            return Err(JoinError::ShuttingDown);
-        }
+    fn connect_local(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
         let now = Instant::now();
         let mut shard = self.shard(join.player).lock();
         let history_bytes = self.history_bytes();
@@ -327,45 +369,14 @@ impl Hub {
             }
         }
 
-        let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let prefix = match join.kind {
-            ConnKind::WebSocket => "ws",
-            ConnKind::Sse => "sse",
-        };
-        let conn = Arc::new(Conn::new(
-            format!("{prefix}_{}{n}", self.conn_prefix).into_boxed_str(),
-            join.kind,
-            join.player.clone(),
-            session.clone(),
-            self.config.outbox_bytes,
-            self.epoch,
-            self.epoch_wall,
-        ));
+        let conn = self.new_conn(join.player, join.kind);
+        conn.set_session(session.clone());
 
-        let mut opening = Vec::with_capacity(2);
-        opening.push(local_frame(
-            join.player,
-            local::CONNECTED,
-            &wire::ConnectedData {
-                connection_id: &conn.id,
-                connection_type: join.kind.as_str(),
-                player_id: join.player,
-                session_id: &session,
-                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
-            },
-        ));
+        let mut opening = vec![self.connected_frame(&conn, &session)];
         if let Some(cursor) = join.cursor {
             player.history.expire(now, self.config.history_ttl);
             let replay = player.history.after(cursor, player.next_seq);
-            opening.push(local_frame(
-                join.player,
-                local::RECOVERY,
-                &wire::RecoveryData {
-                    recovered: replay.recovered,
-                    from_sequence_number: cursor,
-                    replayed: replay.frames.len(),
-                },
-            ));
+            opening.push(recovery_frame(join.player, cursor, &replay));
             opening.extend(replay.frames);
         }
         // History holds at most half the outbox bound, so the opening always fits.
@@ -373,6 +384,92 @@ impl Hub {
         player.conns.push(conn.clone());
         player.last_seen = Some(SystemTime::now());
         Ok(conn)
+    }
+
+    fn new_conn(&self, player: &PlayerId, kind: ConnKind) -> Arc<Conn> {
+        let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let prefix = match kind {
+            ConnKind::WebSocket => "ws",
+            ConnKind::Sse => "sse",
+        };
+        Arc::new(Conn::new(
+            format!("{prefix}_{}{n}", self.conn_prefix).into_boxed_str(),
+            kind,
+            player.clone(),
+            self.config.outbox_bytes,
+            self.epoch,
+            self.epoch_wall,
+        ))
+    }
+
+    fn connected_frame(&self, conn: &Conn, session: &str) -> Frame {
+        local_frame(
+            &conn.player,
+            local::CONNECTED,
+            &wire::ConnectedData {
+                connection_id: &conn.id,
+                connection_type: conn.kind.as_str(),
+                player_id: &conn.player,
+                session_id: session,
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            },
+        )
+    }
+
+    /// Cluster join, step 1: the connection listens for the player's live events before the
+    /// backplane admits it, so nothing published during the join can slip past it. Its outbox
+    /// is not drained until [`Hub::open_joined`].
+    pub(crate) fn register_joining(&self, player: &PlayerId, kind: ConnKind) -> Arc<Conn> {
+        let conn = self.new_conn(player, kind);
+        let now = Instant::now();
+        let history_bytes = self.history_bytes();
+        let mut shard = self.shard(player).lock();
+        let entry = shard
+            .entry(player.clone())
+            .or_insert_with(|| Player::new(now, history_bytes));
+        entry.last_active = now;
+        entry.conns.push(conn.clone());
+        conn
+    }
+
+    /// Cluster join, step 2: the backplane admitted the connection under `session` and
+    /// `generation`; its opening goes ahead of whatever arrived meanwhile, and live events at or
+    /// below `floor` (covered by the replay, or older than the join) are dropped.
+    pub(crate) fn open_joined(
+        &self,
+        conn: &Arc<Conn>,
+        session: SessionId,
+        generation: u64,
+        replay: Option<(u64, player::Replay)>,
+        floor: u64,
+    ) {
+        let mut opening = vec![self.connected_frame(conn, &session)];
+        if let Some((cursor, replay)) = replay {
+            opening.push(recovery_frame(&conn.player, cursor, &replay));
+            opening.extend(replay.frames);
+        }
+        conn.set_session(session.clone());
+        conn.generation.store(generation, Ordering::Release);
+        let mut shard = self.shard(&conn.player).lock();
+        let fenced = shard.get_mut(&*conn.player).map(|p| {
+            p.last_seq = p.last_seq.max(floor);
+            p.last_seen = Some(SystemTime::now());
+            p.fence
+        });
+        conn.outbox.open(opening, floor);
+        if fenced.is_some_and(|fence| fence > generation) {
+            // A newer session was announced while this one joined.
+            let frame = terminated_frame(&conn.player, "");
+            conn.outbox.close(Some(frame), CloseReason::SessionReplaced);
+        }
+    }
+
+    /// Cluster join refused: the connection never opened.
+    pub(crate) fn abandon_joining(&self, conn: &Arc<Conn>) {
+        let mut shard = self.shard(&conn.player).lock();
+        if let Some(player) = shard.get_mut(&*conn.player) {
+            player.conns.retain(|c| !Arc::ptr_eq(c, conn));
+        }
     }
 
     /// Removes a connection that ended, counting the stream events it never wrote.
@@ -388,10 +485,49 @@ impl Hub {
             player.last_active = now;
             player.last_seen = Some(SystemTime::now());
         }
+        drop(shard);
+        if let Backplane::Redis(redis) = &self.backplane {
+            redis.leave(conn);
+        }
     }
 
-    /// Numbers an event, retains it and queues it on every connection of the player.
-    pub fn publish(&self, player_id: &str, event: &Event<'_>) -> Published {
+    /// Numbers an event, retains it and queues it on every connection of the player, on every
+    /// node. Under Redis it answers once Redis has stored the event.
+    pub async fn publish(
+        &self,
+        player_id: &str,
+        event: &Event<'_>,
+    ) -> Result<Published, Unavailable> {
+        let stamp = wire::timestamp(SystemTime::now());
+        let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
+        match &self.backplane {
+            Backplane::Local => Ok(self.publish_local(player_id, &template)),
+            Backplane::Redis(redis) => {
+                let mut out = redis.publish(self, &[player_id], &template).await?;
+                out.pop().map(|(_, p)| p).ok_or(Unavailable)
+            }
+        }
+    }
+
+    /// [`Hub::publish`] to several players, with the payload serialized once; under Redis, one
+    /// round-trip for all of them.
+    pub async fn publish_to(
+        &self,
+        players: &[&str],
+        event: &Event<'_>,
+    ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
+        let stamp = wire::timestamp(SystemTime::now());
+        let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
+        match &self.backplane {
+            Backplane::Local => Ok(players
+                .iter()
+                .map(|p| (PlayerId::from(*p), self.publish_local(p, &template)))
+                .collect()),
+            Backplane::Redis(redis) => redis.publish(self, players, &template).await,
+        }
+    }
+
+    fn publish_local(&self, player_id: &str, template: &EventTemplate) -> Published {
         let now = Instant::now();
         let mut shard = self.shard(player_id).lock();
         let history_bytes = self.history_bytes();
@@ -401,36 +537,35 @@ impl Hub {
                 .entry(PlayerId::from(player_id))
                 .or_insert_with(|| Player::new(now, history_bytes)),
         };
-        let stamp = wire::timestamp(SystemTime::now());
-        self.publish_locked(player_id, player, event, now, &stamp)
+        self.publish_locked(player_id, player, template, now)
     }
 
     fn publish_locked(
         &self,
         player_id: &str,
         player: &mut Player,
-        event: &Event<'_>,
+        template: &EventTemplate,
         now: Instant,
-        stamp: &str,
     ) -> Published {
         let seq = player.take_seq();
-        let json = wire::event_bytes_stamped(
-            event.event_type,
-            stamp,
-            Some(seq),
-            player_id,
-            event.room_id,
-            event.data,
-        );
         let frame = Frame {
             seq: Some(seq),
-            json,
+            json: template.fill(seq, player_id),
         };
         player.last_active = now;
         player.history.expire(now, self.config.history_ttl);
         player
             .history
             .push(now, frame.clone(), self.config.history_size);
+        Published {
+            sequence_number: seq,
+            connections: self.fan_out(player, &frame),
+        }
+    }
+
+    /// Pushes one numbered frame to every connection of the player, closing those that
+    /// overflow; returns how many queued it.
+    fn fan_out(&self, player: &mut Player, frame: &Frame) -> usize {
         let mut queued = 0;
         player
             .conns
@@ -448,35 +583,232 @@ impl Hub {
                     Counters::add(&self.counters.deliveries_failed, 1);
                     true
                 }
+                (Pushed::Duplicate, _) => true,
             });
         Counters::add(&self.counters.messages_sent, queued);
-        Published {
-            sequence_number: seq,
-            connections: queued,
+        queued
+    }
+
+    /// Publishes to every player with a live connection (on any node, under Redis).
+    pub async fn broadcast(
+        &self,
+        event: &Event<'_>,
+    ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
+        let stamp = wire::timestamp(SystemTime::now());
+        let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
+        match &self.backplane {
+            Backplane::Local => Ok(self.broadcast_local(&template)),
+            Backplane::Redis(redis) => redis.broadcast(self, &template).await,
         }
     }
 
-    /// Publishes to every player with a live connection on this node.
-    pub fn broadcast(&self, event: &Event<'_>) -> Vec<(PlayerId, Published)> {
+    fn broadcast_local(&self, template: &EventTemplate) -> Vec<(PlayerId, Published)> {
         let now = Instant::now();
-        let stamp = wire::timestamp(SystemTime::now());
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             for (id, player) in shard.iter_mut() {
                 if !player.conns.is_empty() {
-                    out.push((
-                        id.clone(),
-                        self.publish_locked(id, player, event, now, &stamp),
-                    ));
+                    out.push((id.clone(), self.publish_locked(id, player, template, now)));
                 }
             }
         }
         out
     }
 
-    /// Makes a session current and ends every connection of the player (SPEC §5).
-    pub fn new_session(
+    /// Cluster: queues a frame the backplane numbered on this node's connections of the
+    /// player. A number that skips past the last one delivered means a notification was lost:
+    /// the frame is parked and [`Delivered::Gap`] asks the caller to fill in from history.
+    pub(crate) fn deliver(&self, player_id: &str, frame: Frame) -> Delivered {
+        let mut shard = self.shard(player_id).lock();
+        let Some(player) = shard.get_mut(player_id) else {
+            return Delivered::NotHere;
+        };
+        if player.conns.is_empty() {
+            return Delivered::NotHere;
+        }
+        let seq = frame.seq.unwrap_or(0);
+        if let Some(parked) = &mut player.catching_up {
+            if parked.len() < self.config.history_size.max(64) {
+                parked.push(frame);
+            }
+            return Delivered::Parked;
+        }
+        if player.last_seq != 0 && seq > player.last_seq.saturating_add(1) {
+            player.catching_up = Some(vec![frame]);
+            return Delivered::Gap(player.last_seq);
+        }
+        player.last_seq = player.last_seq.max(seq);
+        player.last_active = Instant::now();
+        self.fan_out(player, &frame);
+        Delivered::Done
+    }
+
+    /// Cluster: parks live events for the player (or every player with connections when
+    /// `None`) until history has been read; returns each one's last delivered number.
+    pub(crate) fn begin_catch_up(&self) -> Vec<(PlayerId, u64)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            for (id, player) in shard.iter_mut() {
+                if !player.conns.is_empty() && player.catching_up.is_none() {
+                    player.catching_up = Some(Vec::new());
+                    out.push((id.clone(), player.last_seq));
+                }
+            }
+        }
+        out
+    }
+
+    /// Cluster: history after the last delivered number has been read. A complete read is
+    /// delivered, then the parked live events, in order and without repeats; an incomplete one
+    /// (history trimmed past the gap, or Redis unreachable) closes the player's connections
+    /// as slow consumers, so each client resumes and learns from `recovery` what was lost.
+    ///
+    /// `base` is where Redis seeded the player's counter (`None`: Redis has no counter, so
+    /// nothing was published since it lost its data). Nothing exists between an older number
+    /// and `base`, so a jump to it is no loss.
+    pub(crate) fn finish_catch_up(
+        &self,
+        player_id: &str,
+        history: Option<(Option<u64>, Vec<Frame>)>,
+    ) {
+        let mut shard = self.shard(player_id).lock();
+        let Some(player) = shard.get_mut(player_id) else {
+            return;
+        };
+        let parked = player.catching_up.take().unwrap_or_default();
+        let Some((base, history)) = history else {
+            self.close_for_resume(player);
+            return;
+        };
+        match base {
+            None => player.last_seq = 0,
+            Some(base) => player.last_seq = player.last_seq.max(base),
+        }
+        // History first, then what arrived live meanwhile: both ascending, with overlaps.
+        let mut next: Vec<Frame> = Vec::with_capacity(history.len() + parked.len());
+        let mut top = player.last_seq;
+        for frame in history.into_iter().chain(parked) {
+            if let Some(seq) = frame.seq
+                && seq > top
+            {
+                top = seq;
+                next.push(frame);
+            }
+        }
+        let first = next.first().and_then(|f| f.seq);
+        if player.last_seq != 0 && first.is_some_and(|s| s > player.last_seq.saturating_add(1)) {
+            self.close_for_resume(player);
+            return;
+        }
+        for frame in &next {
+            player.last_seq = frame.seq.unwrap_or(player.last_seq);
+            self.fan_out(player, frame);
+        }
+    }
+
+    /// Ends every connection of the player as a slow consumer: each client resumes with its
+    /// cursor and learns from `recovery` whether anything was lost.
+    fn close_for_resume(&self, player: &mut Player) {
+        for conn in player.conns.drain(..) {
+            let dropped = conn.outbox.queued_stream_frames();
+            if conn.outbox.close(None, CloseReason::SlowConsumer) {
+                self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.deliveries_failed, dropped);
+            }
+        }
+    }
+
+    /// Ids of this node's unhealthy connections, at most `limit`, for the node's report.
+    pub(crate) fn unhealthy_connection_ids(&self, limit: usize) -> Vec<String> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for conn in shard.values().flat_map(|p| &p.conns) {
+                if out.len() >= limit {
+                    return out;
+                }
+                if !self.is_healthy(conn, now) {
+                    out.push(conn.id.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Cluster: a new session (generation `generation`) was made somewhere; this node's
+    /// connections admitted under an older one end with `session_terminated`.
+    pub(crate) fn terminate(&self, player_id: &str, generation: u64, session_id: &str) -> usize {
+        let mut shard = self.shard(player_id).lock();
+        let Some(player) = shard.get_mut(player_id) else {
+            return 0;
+        };
+        player.fence = player.fence.max(generation);
+        let mut ended = 0;
+        player.conns.retain(|conn| {
+            let admitted = conn.generation.load(Ordering::Acquire);
+            // Still joining (0): `open_joined` checks the fence itself.
+            if admitted == 0 || admitted >= generation {
+                return true;
+            }
+            let frame = terminated_frame(player_id, session_id);
+            conn.outbox.close(Some(frame), CloseReason::SessionReplaced);
+            ended += 1;
+            false
+        });
+        Counters::add(&self.counters.session_replacements, ended);
+        ended
+    }
+
+    /// Cluster: the per-player cap evicted these connections, wherever the newest one joined.
+    pub(crate) fn evict(&self, player_id: &str, conn_ids: &[&str]) {
+        let mut shard = self.shard(player_id).lock();
+        let Some(player) = shard.get_mut(player_id) else {
+            return;
+        };
+        player.conns.retain(|conn| {
+            if !conn_ids.contains(&&*conn.id) {
+                return true;
+            }
+            let frame = local_frame(player_id, local::CONNECTION_REPLACED, &wire::Empty {});
+            conn.outbox
+                .close(Some(frame), CloseReason::ConnectionReplaced);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            false
+        });
+    }
+
+    /// This node's connections, per player, for re-registering them after Redis came back.
+    pub(crate) fn local_connections(&self) -> Vec<(PlayerId, Vec<Arc<Conn>>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, p)| !p.conns.is_empty())
+                    .map(|(id, p)| (id.clone(), p.conns.clone())),
+            );
+        }
+        out
+    }
+
+    /// Makes a session current and ends every connection of the player, on every node
+    /// (SPEC §5).
+    pub async fn new_session(
+        &self,
+        player_id: &PlayerId,
+        requested: Option<&str>,
+    ) -> Result<NewSession, SessionError> {
+        match &self.backplane {
+            Backplane::Local => self.new_session_local(player_id, requested),
+            Backplane::Redis(redis) => redis.new_session(self, player_id, requested).await,
+        }
+    }
+
+    fn new_session_local(
         &self,
         player_id: &PlayerId,
         requested: Option<&str>,
@@ -500,22 +832,10 @@ impl Hub {
         player.last_active = now;
         let ended: Vec<Arc<Conn>> = std::mem::take(&mut player.conns);
         drop(shard);
-        let terminated = wire::event_bytes(
-            local::SESSION_TERMINATED,
-            SystemTime::now(),
-            None,
-            player_id,
-            None,
-            &serde_json::json!({"reason": "new_session", "session_id": &*session_id}),
-        );
+        let terminated = terminated_frame(player_id, &session_id);
         for conn in &ended {
-            conn.outbox.close(
-                Some(Frame {
-                    seq: None,
-                    json: terminated.clone(),
-                }),
-                CloseReason::SessionReplaced,
-            );
+            conn.outbox
+                .close(Some(terminated.clone()), CloseReason::SessionReplaced);
         }
         Counters::add(&self.counters.session_replacements, ended.len());
         Ok(NewSession {
@@ -524,7 +844,15 @@ impl Hub {
         })
     }
 
-    pub fn session(&self, player_id: &str) -> Option<SessionSnapshot> {
+    /// The player's current session, cluster-wide.
+    pub async fn session(&self, player_id: &str) -> Result<Option<SessionSnapshot>, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.local_session(player_id)),
+            Backplane::Redis(redis) => redis.session(player_id).await,
+        }
+    }
+
+    fn local_session(&self, player_id: &str) -> Option<SessionSnapshot> {
         let shard = self.shard(player_id).lock();
         let player = shard.get(player_id)?;
         let session = player.session.as_ref()?;
@@ -537,7 +865,16 @@ impl Hub {
         })
     }
 
-    pub fn player(&self, player_id: &str) -> PlayerSnapshot {
+    /// One player's connections and presence, cluster-wide.
+    pub async fn player(&self, player_id: &str) -> Result<PlayerSnapshot, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.local_player(player_id)),
+            Backplane::Redis(redis) => redis.player(self, player_id).await,
+        }
+    }
+
+    /// This node's view of one player.
+    pub fn local_player(&self, player_id: &str) -> PlayerSnapshot {
         let now = Instant::now();
         let shard = self.shard(player_id).lock();
         let mut snap = PlayerSnapshot {
@@ -569,8 +906,24 @@ impl Hub {
         snap
     }
 
-    /// Players with at least one live connection on this node, for presence.
-    pub fn online_players(&self) -> Vec<PlayerId> {
+    /// Players with at least one live connection, on any node.
+    pub async fn online_players(&self) -> Result<Vec<PlayerId>, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.local_online_players()),
+            Backplane::Redis(redis) => redis.online_players().await,
+        }
+    }
+
+    /// Whether the player has a live connection on any node.
+    pub async fn is_online(&self, player_id: &str) -> Result<bool, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.is_online_here(player_id)),
+            Backplane::Redis(redis) => redis.is_online(player_id).await,
+        }
+    }
+
+    /// Players with at least one live connection on this node.
+    pub fn local_online_players(&self) -> Vec<PlayerId> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
@@ -584,7 +937,7 @@ impl Hub {
         out
     }
 
-    pub fn is_online(&self, player_id: &str) -> bool {
+    pub fn is_online_here(&self, player_id: &str) -> bool {
         let shard = self.shard(player_id).lock();
         shard.get(player_id).is_some_and(|p| !p.conns.is_empty())
     }
@@ -613,6 +966,23 @@ impl Hub {
         conn.is_healthy(now, self.config.ping_interval, self.config.write_timeout)
     }
 
+    /// Current counts over every node (SPEC §9); a node that stopped reporting drops out.
+    pub async fn cluster_stats(&self) -> Result<StatsSnapshot, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.stats()),
+            Backplane::Redis(redis) => redis.stats(self).await,
+        }
+    }
+
+    /// Running totals over every node.
+    pub async fn cluster_counters(&self) -> Result<CounterTotals, Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.counters.totals()),
+            Backplane::Redis(redis) => redis.counters(self).await,
+        }
+    }
+
+    /// This node's current counts (what `/metrics` reports; Prometheus sums the nodes).
     pub fn stats(&self) -> StatsSnapshot {
         let now = Instant::now();
         let mut s = StatsSnapshot::default();
@@ -661,9 +1031,17 @@ impl Hub {
         self.trends.record(self.stats().health_percentage());
     }
 
-    /// Online players with their connections, up to `limit`, sorted by id; and how many are
-    /// online in all.
-    pub fn online(&self, limit: usize) -> (Vec<PlayerListing>, usize) {
+    /// Online players with their connections, up to `limit`, sorted by id, on every node; and
+    /// how many are online in all.
+    pub async fn online(&self, limit: usize) -> Result<(Vec<PlayerListing>, usize), Unavailable> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.local_online(limit)),
+            Backplane::Redis(redis) => redis.online(self, limit).await,
+        }
+    }
+
+    /// [`Hub::online`] for this node alone.
+    pub fn local_online(&self, limit: usize) -> (Vec<PlayerListing>, usize) {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut total = 0;
@@ -732,6 +1110,40 @@ impl Hub {
             self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// What [`Hub::deliver`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    Done,
+    /// No connection of the player is here.
+    NotHere,
+    /// Waiting behind a history read that fills a gap.
+    Parked,
+    /// A gap after this number: read history after it, then [`Hub::finish_catch_up`].
+    Gap(u64),
+}
+
+/// `recovery` (SPEC §12.4): what the cursor found.
+fn recovery_frame(player: &str, cursor: u64, replay: &player::Replay) -> Frame {
+    local_frame(
+        player,
+        local::RECOVERY,
+        &wire::RecoveryData {
+            recovered: replay.recovered,
+            from_sequence_number: cursor,
+            replayed: replay.frames.len(),
+        },
+    )
+}
+
+/// `session_terminated` (SPEC §5), naming the new session when it is known.
+fn terminated_frame(player: &str, session_id: &str) -> Frame {
+    local_frame(
+        player,
+        local::SESSION_TERMINATED,
+        &serde_json::json!({"reason": "new_session", "session_id": session_id}),
+    )
 }
 
 /// A connection-local event (SPEC §12.2): no sequence number, never in history.

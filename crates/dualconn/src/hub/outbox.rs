@@ -29,6 +29,9 @@ pub enum Pushed {
     Overflowed,
     /// The connection is already closing; nothing more is taken.
     Closed,
+    /// The connection already has this sequence number (a cluster node can hear of an event
+    /// both from history and live); it is not queued again.
+    Duplicate,
 }
 
 #[derive(Default)]
@@ -38,6 +41,8 @@ struct State {
     bytes: usize,
     /// Set once; the writer sends what is queued, then closes with this.
     close: Option<CloseReason>,
+    /// The highest sequence number taken, so no event is queued twice and none out of order.
+    last_seq: u64,
 }
 
 pub struct Outbox {
@@ -72,6 +77,12 @@ impl Outbox {
         if state.close.is_some() {
             return (Pushed::Closed, 0);
         }
+        if let Some(seq) = frame.seq {
+            if seq <= state.last_seq {
+                return (Pushed::Duplicate, 0);
+            }
+            state.last_seq = seq;
+        }
         if state.bytes + frame.json.len() > self.cap {
             let dropped = state.frames.iter().filter(|f| f.seq.is_some()).count();
             state.frames = VecDeque::new();
@@ -97,6 +108,35 @@ impl Outbox {
             return;
         }
         for frame in frames {
+            if let Some(seq) = frame.seq {
+                state.last_seq = state.last_seq.max(seq);
+            }
+            state.bytes += frame.json.len();
+            state.frames.push_back(frame);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Opens a connection that was listening while it joined: its opening events (`connected`,
+    /// `recovery`, the replay) go ahead of the live events that arrived meanwhile, and live
+    /// events numbered at or below `floor` (which the replay holds, or which came before the
+    /// join) are dropped, as is anything at or below it later.
+    pub fn open(&self, opening: Vec<Frame>, floor: u64) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return;
+        }
+        let live = std::mem::take(&mut state.frames);
+        state.bytes = 0;
+        state.last_seq = state.last_seq.max(floor);
+        for frame in opening
+            .into_iter()
+            .chain(live.into_iter().filter(|f| f.seq.is_none_or(|s| s > floor)))
+        {
+            if let Some(seq) = frame.seq {
+                state.last_seq = state.last_seq.max(seq);
+            }
             state.bytes += frame.json.len();
             state.frames.push_back(frame);
         }
@@ -214,6 +254,28 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(outbox.next(&mut out).await, Some(CloseReason::SlowConsumer));
         assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn opening_goes_first_and_what_it_covers_is_dropped() {
+        let outbox = Outbox::new(1000);
+        // Live events that reached the connection while it was joining.
+        outbox.push(frame(5, 1));
+        outbox.push(frame(7, 1));
+        let connected = Frame {
+            seq: None,
+            json: Bytes::from_static(b"c"),
+        };
+        outbox.open(vec![connected, frame(4, 1), frame(5, 1)], 6);
+        assert_eq!(outbox.push(frame(6, 1)).0, Pushed::Duplicate);
+        assert_eq!(outbox.push(frame(7, 1)).0, Pushed::Duplicate);
+        assert_eq!(outbox.push(frame(8, 1)).0, Pushed::Queued);
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        assert_eq!(
+            out.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            [None, Some(4), Some(5), Some(7), Some(8)]
+        );
     }
 
     #[tokio::test]

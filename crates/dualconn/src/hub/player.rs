@@ -21,7 +21,7 @@ pub struct Session {
 }
 
 pub struct Player {
-    /// The next stream position. Seeded from the clock in microseconds, so a node that
+    /// The next stream position (local backplane only; under Redis the counter lives there). Seeded from the clock in microseconds, so a node that
     /// restarts without state still continues above every number it gave before (SPEC §3).
     pub next_seq: u64,
     pub session: Option<Session>,
@@ -35,6 +35,15 @@ pub struct Player {
     pub last_active: Instant,
     /// When the player was last seen connected, for `presence.last_seen`.
     pub last_seen: Option<SystemTime>,
+    /// Cluster only: the newest session generation announced for this player. A connection
+    /// admitted under an older one is closed when it opens, whichever message came first.
+    pub fence: u64,
+    /// Cluster only: the highest sequence number this node has delivered for the player; a
+    /// notification that skips past it means one was lost, and history fills the gap.
+    pub last_seq: u64,
+    /// Cluster only: while history is being read to fill a gap, live events wait here so the
+    /// connection still sees them in order.
+    pub catching_up: Option<Vec<Frame>>,
 }
 
 impl Player {
@@ -47,6 +56,9 @@ impl Player {
             history: History::new(history_bytes),
             last_active: now,
             last_seen: None,
+            fence: 0,
+            last_seq: 0,
+            catching_up: None,
         }
     }
 
@@ -86,6 +98,19 @@ fn clock_seed() -> u64 {
         .unwrap_or_default()
         .as_micros();
     u64::try_from(micros).unwrap_or(u64::MAX)
+}
+
+/// SPEC §12.4: a replay is complete when the first event retained after the cursor is the very
+/// next one, or when nothing came after the cursor at all. `cursor < next_seq` here, so
+/// `cursor + 1` cannot overflow.
+pub fn recovered(cursor: u64, first_replayed: Option<u64>, next_seq: u64) -> bool {
+    let Some(first_missing) = cursor.checked_add(1) else {
+        return false;
+    };
+    match first_replayed {
+        Some(first) => first == first_missing,
+        None => first_missing == next_seq,
+    }
 }
 
 /// Retained events for resume, bounded by count, age and bytes.
@@ -148,7 +173,7 @@ impl History {
     pub fn after(&self, cursor: u64, next_seq: u64) -> Replay {
         if cursor >= next_seq {
             return Replay {
-                recovered: cursor + 1 == next_seq,
+                recovered: cursor.checked_add(1) == Some(next_seq),
                 frames: Vec::new(),
             };
         }
@@ -160,12 +185,10 @@ impl History {
             .collect();
         // Complete when the first retained event after the cursor is the very next one, or
         // when the cursor is the last event given.
-        let first_missing = cursor + 1;
-        let recovered = match frames.first().and_then(|f| f.seq) {
-            Some(first) => first == first_missing,
-            None => first_missing == next_seq,
-        };
-        Replay { recovered, frames }
+        Replay {
+            recovered: recovered(cursor, frames.first().and_then(|f| f.seq), next_seq),
+            frames,
+        }
     }
 
     #[cfg(test)]

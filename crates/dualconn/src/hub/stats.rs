@@ -58,7 +58,49 @@ impl Establishment {
     }
 }
 
+/// A copy of the running totals: one node's, or every node's added up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CounterTotals {
+    pub messages_sent: u64,
+    pub deliveries_ok: u64,
+    pub deliveries_failed: u64,
+    pub slow_consumers: u64,
+    pub evictions: u64,
+    pub session_replacements: u64,
+    pub ws_established: u64,
+    pub sse_established: u64,
+}
+
+impl std::ops::AddAssign for CounterTotals {
+    fn add_assign(&mut self, o: CounterTotals) {
+        self.messages_sent = self.messages_sent.saturating_add(o.messages_sent);
+        self.deliveries_ok = self.deliveries_ok.saturating_add(o.deliveries_ok);
+        self.deliveries_failed = self.deliveries_failed.saturating_add(o.deliveries_failed);
+        self.slow_consumers = self.slow_consumers.saturating_add(o.slow_consumers);
+        self.evictions = self.evictions.saturating_add(o.evictions);
+        self.session_replacements = self
+            .session_replacements
+            .saturating_add(o.session_replacements);
+        self.ws_established = self.ws_established.saturating_add(o.ws_established);
+        self.sse_established = self.sse_established.saturating_add(o.sse_established);
+    }
+}
+
 impl Counters {
+    pub fn totals(&self) -> CounterTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterTotals {
+            messages_sent: get(&self.messages_sent),
+            deliveries_ok: get(&self.deliveries_ok),
+            deliveries_failed: get(&self.deliveries_failed),
+            slow_consumers: get(&self.slow_consumers),
+            evictions: get(&self.evictions),
+            session_replacements: get(&self.session_replacements),
+            ws_established: get(&self.ws_established.count),
+            sse_established: get(&self.sse_established.count),
+        }
+    }
+
     pub fn establishment(&self, kind: ConnKind) -> &Establishment {
         match kind {
             ConnKind::WebSocket => &self.ws_established,

@@ -44,10 +44,14 @@ async fn drain(conn: &Conn) -> (Vec<serde_json::Value>, Option<CloseReason>) {
 async fn every_connection_of_a_player_gets_each_event_once_in_order() {
     let hub = Hub::new(config());
     let p: PlayerId = "alice".into();
-    let ws = hub.connect(join(&p, ConnKind::WebSocket, None)).unwrap();
-    let sse = hub.connect(join(&p, ConnKind::Sse, None)).unwrap();
+    let ws = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
     assert_eq!(
-        ws.session, sse.session,
+        ws.session(),
+        sse.session(),
         "no session id joins the current one"
     );
     let d = data();
@@ -56,8 +60,8 @@ async fn every_connection_of_a_player_gets_each_event_once_in_order() {
         room_id: None,
         data: &d,
     };
-    let a = hub.publish(&p, &event);
-    let b = hub.publish(&p, &event);
+    let a = hub.publish(&p, &event).await.unwrap();
+    let b = hub.publish(&p, &event).await.unwrap();
     assert_eq!(a.connections, 2);
     assert_eq!(b.sequence_number, a.sequence_number + 1);
     for conn in [&ws, &sse] {
@@ -76,31 +80,35 @@ async fn session_rules() {
     let p: PlayerId = "bob".into();
     let first = hub
         .connect(join(&p, ConnKind::WebSocket, Some("s1")))
+        .await
         .unwrap();
     assert_eq!(
-        hub.connect(join(&p, ConnKind::Sse, Some("s2"))).err(),
+        hub.connect(join(&p, ConnKind::Sse, Some("s2"))).await.err(),
         Some(JoinError::SessionConflict)
     );
-    let ended = hub.new_session(&p, Some("s3")).unwrap();
+    let ended = hub.new_session(&p, Some("s3")).await.unwrap();
     assert_eq!(ended.disconnected, 1);
     let (events, close) = drain(&first).await;
     assert_eq!(events.last().unwrap()["event_type"], "session_terminated");
     assert_eq!(events.last().unwrap()["data"]["reason"], "new_session");
     assert_eq!(close, Some(CloseReason::SessionReplaced));
     assert_eq!(
-        hub.connect(join(&p, ConnKind::Sse, Some("s1"))).err(),
+        hub.connect(join(&p, ConnKind::Sse, Some("s1"))).await.err(),
         Some(JoinError::StaleSession)
     );
     assert!(matches!(
-        hub.new_session(&p, Some("s1")),
+        hub.new_session(&p, Some("s1")).await,
         Err(SessionError::Replaced)
     ));
     // No live connection: a new id takes over and fences the old one.
-    let c = hub.connect(join(&p, ConnKind::Sse, Some("s4"))).unwrap();
-    assert_eq!(&*c.session, "s4");
+    let c = hub
+        .connect(join(&p, ConnKind::Sse, Some("s4")))
+        .await
+        .unwrap();
+    assert_eq!(c.session(), "s4");
     hub.disconnect(&c);
     assert_eq!(
-        hub.connect(join(&p, ConnKind::Sse, Some("s3"))).err(),
+        hub.connect(join(&p, ConnKind::Sse, Some("s3"))).await.err(),
         Some(JoinError::StaleSession)
     );
 }
@@ -110,7 +118,7 @@ async fn replaced_session_memory_is_bounded() {
     let hub = Hub::new(config());
     let p: PlayerId = "flood".into();
     for i in 0..1000 {
-        hub.new_session(&p, Some(&format!("s{i}"))).unwrap();
+        hub.new_session(&p, Some(&format!("s{i}"))).await.unwrap();
     }
     let shard = hub.shard(&p).lock();
     assert_eq!(shard[&p].replaced.len(), REPLACED_SESSIONS_REMEMBERED);
@@ -120,9 +128,10 @@ async fn replaced_session_memory_is_bounded() {
 async fn the_cap_evicts_the_oldest_with_connection_replaced() {
     let hub = Hub::new(config());
     let p: PlayerId = "carol".into();
-    let conns: Vec<_> = (0..5)
-        .map(|_| hub.connect(join(&p, ConnKind::Sse, None)).unwrap())
-        .collect();
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        conns.push(hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap());
+    }
     let (events, close) = drain(&conns[0]).await;
     assert_eq!(events.last().unwrap()["event_type"], "connection_replaced");
     assert_eq!(close, Some(CloseReason::ConnectionReplaced));
@@ -139,9 +148,10 @@ async fn resume_replays_after_the_cursor_then_goes_live() {
         room_id: Some("hall"),
         data: &d,
     };
-    let seqs: Vec<u64> = (0..5)
-        .map(|_| hub.publish(&p, &event).sequence_number)
-        .collect();
+    let mut seqs = Vec::new();
+    for _ in 0..5 {
+        seqs.push(hub.publish(&p, &event).await.unwrap().sequence_number);
+    }
     let conn = hub
         .connect(Join {
             player: &p,
@@ -149,8 +159,9 @@ async fn resume_replays_after_the_cursor_then_goes_live() {
             session_id: None,
             cursor: Some(seqs[1]),
         })
+        .await
         .unwrap();
-    let live = hub.publish(&p, &event).sequence_number;
+    let live = hub.publish(&p, &event).await.unwrap().sequence_number;
     let (events, _) = drain(&conn).await;
     assert_eq!(events[0]["event_type"], "connected");
     assert_eq!(events[1]["event_type"], "recovery");
@@ -169,7 +180,10 @@ async fn an_overflowing_connection_is_dropped_and_others_are_not() {
     cfg.outbox_bytes = 2048;
     let hub = Hub::new(cfg);
     let slow: PlayerId = "slow".into();
-    let conn = hub.connect(join(&slow, ConnKind::WebSocket, None)).unwrap();
+    let conn = hub
+        .connect(join(&slow, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
     let d = RawValue::from_string(format!(r#""{}""#, "x".repeat(300))).unwrap();
     let event = Event {
         event_type: "big",
@@ -178,7 +192,7 @@ async fn an_overflowing_connection_is_dropped_and_others_are_not() {
     };
     let mut last = None;
     for _ in 0..10 {
-        last = Some(hub.publish(&slow, &event));
+        last = Some(hub.publish(&slow, &event).await.unwrap());
     }
     assert_eq!(last.unwrap().connections, 0);
     assert_eq!(conn.outbox.closing(), Some(CloseReason::SlowConsumer));
@@ -189,7 +203,7 @@ async fn an_overflowing_connection_is_dropped_and_others_are_not() {
 async fn an_idle_player_is_forgotten_after_the_session_ttl() {
     let hub = Hub::new(config());
     let p: PlayerId = "eve".into();
-    let conn = hub.connect(join(&p, ConnKind::Sse, None)).unwrap();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
     tokio::time::advance(Duration::from_secs(7200)).await;
     hub.sweep();
     assert_eq!(hub.stats().players_known, 1, "connected players are kept");
@@ -197,18 +211,21 @@ async fn an_idle_player_is_forgotten_after_the_session_ttl() {
     tokio::time::advance(Duration::from_secs(3599)).await;
     hub.sweep();
     assert_eq!(hub.stats().players_known, 1, "not idle for the ttl yet");
-    assert!(hub.session(&p).is_some());
+    assert!(hub.session(&p).await.unwrap().is_some());
     tokio::time::advance(Duration::from_secs(2)).await;
     hub.sweep();
     assert_eq!(hub.stats().players_known, 0);
-    assert!(hub.session(&p).is_none());
+    assert!(hub.session(&p).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn shutdown_tells_everyone_and_refuses_newcomers() {
     let hub = Hub::new(config());
     let p: PlayerId = "frank".into();
-    let conn = hub.connect(join(&p, ConnKind::WebSocket, None)).unwrap();
+    let conn = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
     hub.shutdown_all(Duration::from_millis(1500));
     let (events, close) = drain(&conn).await;
     let last = events.last().unwrap();
@@ -216,7 +233,7 @@ async fn shutdown_tells_everyone_and_refuses_newcomers() {
     assert_eq!(last["data"]["reconnect_after_ms"], 1500);
     assert_eq!(close, Some(CloseReason::ServerShutdown));
     assert_eq!(
-        hub.connect(join(&p, ConnKind::Sse, None)).err(),
+        hub.connect(join(&p, ConnKind::Sse, None)).await.err(),
         Some(JoinError::ShuttingDown)
     );
 }

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use dualconn::App;
 use dualconn::config::Settings;
+use dualconn::hub::Hub;
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -33,6 +36,55 @@ pub struct Server {
     pub shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
     pub http: reqwest::Client,
+    pub hub: Arc<Hub>,
+}
+
+/// The Redis the cluster tests share, each under its own key prefix:
+/// `DUALCONN_TEST_REDIS_URL`, or the machine's usual `redis://127.0.0.1:6379`
+/// (`scripts/redis-setup.sh` makes sure one runs).
+pub fn test_redis_url() -> String {
+    std::env::var("DUALCONN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix no other test (or test run) uses.
+pub fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "dctest:{}:{}:{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Settings for one node of a cluster on `redis_url` under `prefix`.
+pub fn cluster_settings(redis_url: &str, prefix: &str, node: &str) -> Settings {
+    Settings {
+        redis_url: Some(redis_url.into()),
+        redis_prefix: Some(prefix.into()),
+        node_id: Some(node.into()),
+        ..base_settings()
+    }
+}
+
+/// `n` nodes sharing one Redis under a fresh prefix, each registered and subscribed.
+pub async fn cluster(n: usize, tweak: impl Fn(&mut Settings)) -> Vec<Server> {
+    let prefix = unique_prefix();
+    let url = test_redis_url();
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut settings = cluster_settings(&url, &prefix, &format!("node{i}"));
+        tweak(&mut settings);
+        nodes.push(Server::from_settings(settings).await);
+    }
+    for node in &nodes {
+        node.ready().await;
+    }
+    nodes
 }
 
 /// Settings every test starts from: a known secret and admin key, generous limits.
@@ -64,28 +116,32 @@ impl Server {
         let app = App::build(settings.resolve().expect("valid test settings"))
             .await
             .expect("server builds");
-        let addr = app.local_addr();
-        let shutdown = app.shutdown_token();
-        let handle = tokio::spawn(app.run());
-        Server {
-            addr,
-            shutdown,
-            handle: Some(handle),
-            http: reqwest::Client::new(),
-        }
+        Server::from_app(app)
     }
 
     /// Runs an already built `App`, for tests that must read it first (e.g. its admin keys).
     pub fn from_app(app: App) -> Server {
         let addr = app.local_addr();
         let shutdown = app.shutdown_token();
+        let hub = app.hub().clone();
         let handle = tokio::spawn(app.run());
         Server {
             addr,
             shutdown,
             handle: Some(handle),
             http: reqwest::Client::new(),
+            hub,
         }
+    }
+
+    /// Resolves once the node serves: at once alone, once registered in a cluster.
+    pub async fn ready(&self) {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            self.hub.backplane().wait_available(),
+        )
+        .await
+        .expect("the node joined its cluster");
     }
 
     pub fn url(&self, path: &str) -> String {

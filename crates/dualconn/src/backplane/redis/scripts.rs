@@ -1,0 +1,448 @@
+//! The Lua scripts: each decision that must be atomic across nodes is one script.
+//!
+//! Keys, under the configured prefix `P` (so deployments and test runs can share a Redis):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:p:{player}` | hash | `seq` (last number given), `base` (where the counter was seeded: nothing exists between an older number and it), `sid`, `sid_at` (ms), `gen` (session generation), `cn` (connection order) |
+//! | `P:r:{player}` | list | replaced session ids, newest first, at most 32 |
+//! | `P:h:{player}` | stream | history: entry id `{seq}-0`, fields `t` (ms) and `j` (the event's JSON) |
+//! | `P:c:{player}` | sorted set | live connections `node|conn_id|w-or-s`, scored by join order |
+//! | `P:np:{node}` | set | players with a connection on that node |
+//! | `P:nodes` | sorted set | node ids scored by their last heartbeat (ms, Redis clock) |
+//! | `P:s:{node}` | string | the node's latest report (JSON), expiring with the node |
+//!
+//! Channel `P:ch:{node}` carries what a node must act on:
+//! - `E <head len> <tail len>\n<head><tail>\n<player> <seq>\n…`: events, one template for all
+//!   the listed players (the payload crosses Redis once per node, not once per player);
+//! - `T <player> <generation> <session>`: a new session; end connections admitted under an older
+//!   generation;
+//! - `X <player>\n<conn id>\n…`: the per-player cap evicted these connections.
+//!
+//! Every key a script touches is derived from its arguments, so this needs one Redis (or one
+//! primary), not Redis Cluster. Numbers stay below 2^53, which Lua's doubles hold exactly, and
+//! are formatted with `%d`, never `tostring`.
+
+/// Helpers every script starts with. `P` is always `ARGV[1]`.
+macro_rules! lua {
+    ($body:literal) => {
+        concat!(
+            r#"
+local P = ARGV[1]
+local function ms() local t = redis.call('TIME'); return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local function num(n) return string.format('%d', n) end
+local function node_of(m) return string.match(m, '^([^|]*)|') end
+local function alive_nodes(ttl)
+  local alive, list = {}, redis.call('ZRANGEBYSCORE', P .. ':nodes', num(ms() - ttl), '+inf')
+  for _, id in ipairs(list) do alive[id] = true end
+  return alive, list
+end
+local function next_seq(player)
+  local pk = P .. ':p:' .. player
+  if redis.call('HEXISTS', pk, 'seq') == 0 then
+    -- A counter Redis does not have starts at its clock in microseconds: above every number
+    -- given before, even after Redis lost its data.
+    local t = redis.call('TIME')
+    local seed = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('HSET', pk, 'seq', seed, 'base', seed)
+  end
+  return redis.call('HINCRBY', pk, 'seq', 1)
+end
+local function keep(player, seq, json, hsize, httl, t)
+  if hsize > 0 then
+    local hk = P .. ':h:' .. player
+    redis.call('XADD', hk, 'MAXLEN', hsize, num(seq) .. '-0', 't', num(t), 'j', json)
+    redis.call('PEXPIRE', hk, httl)
+  end
+end
+local function prune(ck, alive)
+  for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    if not alive[node_of(m)] then redis.call('ZREM', ck, m) end
+  end
+end
+local function idle(player, sttl)
+  redis.call('PEXPIRE', P .. ':p:' .. player, sttl)
+  redis.call('PEXPIRE', P .. ':r:' .. player, sttl)
+end
+local function events_msg(head, tail, list)
+  return 'E ' .. #head .. ' ' .. #tail .. '\n' .. head .. tail .. '\n' .. table.concat(list, '\n')
+end
+"#,
+            $body
+        )
+    };
+}
+
+/// ARGV: P, head, tail, history_size, history_ttl_ms, session_ttl_ms, players…
+/// Returns `[seq, connections]` per player, in order.
+pub const PUBLISH: &str = lua!(
+    r#"
+local head, tail = ARGV[2], ARGV[3]
+local hsize, httl, sttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local t = ms()
+local out, per_node, order = {}, {}, {}
+for i = 7, #ARGV do
+  local player = ARGV[i]
+  local seq = next_seq(player)
+  keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
+  local members = redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)
+  local seen = {}
+  for _, m in ipairs(members) do
+    local node = node_of(m)
+    if node and not seen[node] then
+      seen[node] = true
+      if not per_node[node] then per_node[node] = {}; table.insert(order, node) end
+      table.insert(per_node[node], player .. ' ' .. num(seq))
+    end
+  end
+  if #members == 0 then idle(player, sttl) end
+  table.insert(out, num(seq))
+  table.insert(out, #members)
+end
+for _, node in ipairs(order) do
+  redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, per_node[node]))
+end
+return out
+"#
+);
+
+/// ARGV: P, head, tail, history_size, history_ttl_ms, node_ttl_ms.
+/// Every player with a connection on a live node gets the event once. Returns
+/// `[player, seq, connections]…`.
+pub const BROADCAST: &str = lua!(
+    r#"
+local head, tail = ARGV[2], ARGV[3]
+local hsize, httl = tonumber(ARGV[4]), ARGV[5]
+local t = ms()
+local _, nodes = alive_nodes(tonumber(ARGV[6]))
+local numbered, out = {}, {}
+for _, node in ipairs(nodes) do
+  local list = {}
+  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
+    local seq = numbered[player]
+    if not seq then
+      seq = next_seq(player)
+      numbered[player] = seq
+      keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
+      table.insert(out, player)
+      table.insert(out, num(seq))
+      table.insert(out, redis.call('ZCARD', P .. ':c:' .. player))
+    end
+    table.insert(list, player .. ' ' .. num(seq))
+  end
+  if #list > 0 then redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, list)) end
+end
+return out
+"#
+);
+
+/// ARGV: P, player, requested session ('' for none), candidate session, node, member, cap,
+/// reject ('1' refuses past the cap, '0' evicts the oldest), replay start id ('' for none),
+/// node_ttl_ms, history_size.
+/// Returns `{'STALE'}`, `{'CONFLICT'}`, `{'FULL'}`, or
+/// `{'OK', session, session_at_ms, generation, last_seq, now_ms, entries}`.
+pub const JOIN: &str = lua!(
+    r#"
+local player, requested = ARGV[2], ARGV[3]
+local pk, ck, rk = P .. ':p:' .. player, P .. ':c:' .. player, P .. ':r:' .. player
+local alive = alive_nodes(tonumber(ARGV[10]))
+prune(ck, alive)
+if requested ~= '' and redis.call('LPOS', rk, requested) then return {'STALE'} end
+local t = ms()
+local cur = redis.call('HGET', pk, 'sid')
+local function set_session(id)
+  if cur and cur ~= id then
+    redis.call('LPUSH', rk, cur)
+    redis.call('LTRIM', rk, 0, 31)
+  end
+  redis.call('HSET', pk, 'sid', id, 'sid_at', num(t))
+  redis.call('HINCRBY', pk, 'gen', 1)
+  cur = id
+end
+local live = redis.call('ZCARD', ck)
+if requested == '' then
+  if not cur then set_session(ARGV[4]) end
+elseif cur ~= requested then
+  if cur and live > 0 then return {'CONFLICT'} end
+  set_session(requested)
+end
+local cap = tonumber(ARGV[7])
+if live >= cap then
+  if ARGV[8] == '1' then return {'FULL'} end
+  local old = redis.call('ZPOPMIN', ck, live + 1 - cap)
+  local by_node = {}
+  for i = 1, #old, 2 do
+    local node, conn = string.match(old[i], '^([^|]*)|([^|]*)|')
+    if node then by_node[node] = (by_node[node] or ('X ' .. player)) .. '\n' .. conn end
+  end
+  for node, msg in pairs(by_node) do redis.call('PUBLISH', P .. ':ch:' .. node, msg) end
+end
+redis.call('ZADD', ck, redis.call('HINCRBY', pk, 'cn', 1), ARGV[6])
+redis.call('SADD', P .. ':np:' .. ARGV[5], player)
+redis.call('PERSIST', pk)
+redis.call('PERSIST', rk)
+if redis.call('HEXISTS', pk, 'seq') == 0 then
+  local tt = redis.call('TIME')
+  local seed = tt[1] .. string.format('%06d', tonumber(tt[2]))
+  redis.call('HSET', pk, 'seq', seed, 'base', seed)
+end
+if not redis.call('HGET', pk, 'gen') then redis.call('HSET', pk, 'gen', '1') end
+local entries = {}
+if ARGV[9] ~= '' then
+  entries = redis.call('XRANGE', P .. ':h:' .. player, ARGV[9], '+', 'COUNT', ARGV[11])
+end
+return {'OK', cur, redis.call('HGET', pk, 'sid_at'), redis.call('HGET', pk, 'gen'),
+  redis.call('HGET', pk, 'seq'), num(t), entries}
+"#
+);
+
+/// ARGV: P, node, session_ttl_ms, then (player, member) pairs of connections that ended.
+pub const LEAVE: &str = lua!(
+    r#"
+local node, sttl = ARGV[2], ARGV[3]
+local prefix = node .. '|'
+for i = 4, #ARGV - 1, 2 do
+  local player = ARGV[i]
+  local ck = P .. ':c:' .. player
+  redis.call('ZREM', ck, ARGV[i + 1])
+  local still = false
+  for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    if string.sub(m, 1, #prefix) == prefix then still = true; break end
+  end
+  if not still then redis.call('SREM', P .. ':np:' .. node, player) end
+  if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+end
+return 1
+"#
+);
+
+/// ARGV: P, player, requested session ('' for none), candidate session, node_ttl_ms,
+/// session_ttl_ms.
+/// Returns `{'REPLACED'}` or `{'OK', session, generation, connections_ended}`.
+pub const NEW_SESSION: &str = lua!(
+    r#"
+local player, requested = ARGV[2], ARGV[3]
+local pk, ck, rk = P .. ':p:' .. player, P .. ':c:' .. player, P .. ':r:' .. player
+if requested ~= '' and redis.call('LPOS', rk, requested) then return {'REPLACED'} end
+local id = ARGV[4]
+if requested ~= '' then id = requested end
+local cur = redis.call('HGET', pk, 'sid')
+if cur and cur ~= id then
+  redis.call('LPUSH', rk, cur)
+  redis.call('LTRIM', rk, 0, 31)
+end
+redis.call('HSET', pk, 'sid', id, 'sid_at', num(ms()))
+local gen = redis.call('HINCRBY', pk, 'gen', 1)
+if redis.call('HEXISTS', pk, 'seq') == 0 then
+  local tt = redis.call('TIME')
+  local seed = tt[1] .. string.format('%06d', tonumber(tt[2]))
+  redis.call('HSET', pk, 'seq', seed, 'base', seed)
+end
+prune(ck, alive_nodes(tonumber(ARGV[5])))
+local members = redis.call('ZRANGE', ck, 0, -1)
+redis.call('DEL', ck)
+local nodes = {}
+for _, m in ipairs(members) do
+  local node = node_of(m)
+  if node and not nodes[node] then
+    nodes[node] = true
+    redis.call('PUBLISH', P .. ':ch:' .. node, 'T ' .. player .. ' ' .. num(gen) .. ' ' .. id)
+    redis.call('SREM', P .. ':np:' .. node, player)
+  end
+end
+idle(player, ARGV[6])
+return {'OK', id, num(gen), #members}
+"#
+);
+
+/// ARGV: P, player, node_ttl_ms.
+/// Returns `{session or '', session_at_ms or '', members…}` with only live nodes' members.
+pub const PLAYER: &str = lua!(
+    r#"
+local player = ARGV[2]
+local pk, ck = P .. ':p:' .. player, P .. ':c:' .. player
+local alive = alive_nodes(tonumber(ARGV[3]))
+local out = {redis.call('HGET', pk, 'sid') or '', redis.call('HGET', pk, 'sid_at') or ''}
+for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+  if alive[node_of(m)] then table.insert(out, m) end
+end
+return out
+"#
+);
+
+/// ARGV: P, node_ttl_ms, limit.
+/// Every player online on a live node, sorted: `{total, {player, session, members…}…}` with at
+/// most `limit` players listed.
+pub const ONLINE: &str = lua!(
+    r#"
+local alive, nodes = alive_nodes(tonumber(ARGV[2]))
+local limit = tonumber(ARGV[3])
+local seen, players = {}, {}
+for _, node in ipairs(nodes) do
+  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
+    if not seen[player] then seen[player] = true; table.insert(players, player) end
+  end
+end
+table.sort(players)
+local listed = {}
+for i = 1, math.min(limit, #players) do
+  local player = players[i]
+  local row = {player, redis.call('HGET', P .. ':p:' .. player, 'sid') or ''}
+  for _, m in ipairs(redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)) do
+    if alive[node_of(m)] then table.insert(row, m) end
+  end
+  table.insert(listed, row)
+end
+return {#players, listed}
+"#
+);
+
+/// ARGV: P, node_ttl_ms.
+/// Cluster-wide counts: `{players_online, websocket_only, sse_only, dual, websocket
+/// connections, sse connections, sessions with connections, reports…}`.
+pub const STATS: &str = lua!(
+    r#"
+local alive, nodes = alive_nodes(tonumber(ARGV[2]))
+local seen = {}
+local online, wso, sseo, dual, ws, sse, sessions = 0, 0, 0, 0, 0, 0, 0
+for _, node in ipairs(nodes) do
+  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
+    if not seen[player] then
+      seen[player] = true
+      local w, s = 0, 0
+      for _, m in ipairs(redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)) do
+        if alive[node_of(m)] then
+          if string.sub(m, -1) == 'w' then w = w + 1 else s = s + 1 end
+        end
+      end
+      ws, sse = ws + w, sse + s
+      if w + s > 0 then
+        online = online + 1
+        if w > 0 and s > 0 then dual = dual + 1 elseif w > 0 then wso = wso + 1 else sseo = sseo + 1 end
+        if redis.call('HEXISTS', P .. ':p:' .. player, 'sid') == 1 then sessions = sessions + 1 end
+      end
+    end
+  end
+end
+local out = {online, wso, sseo, dual, ws, sse, sessions}
+for _, node in ipairs(nodes) do
+  local report = redis.call('GET', P .. ':s:' .. node)
+  if report then table.insert(out, report) end
+end
+return out
+"#
+);
+
+/// ARGV: P, node_ttl_ms.
+/// Every live node's latest report.
+pub const REPORTS: &str = lua!(
+    r#"
+local _, nodes = alive_nodes(tonumber(ARGV[2]))
+local out = {}
+for _, node in ipairs(nodes) do
+  local report = redis.call('GET', P .. ':s:' .. node)
+  if report then table.insert(out, report) end
+end
+return out
+"#
+);
+
+/// ARGV: P, node, report, node_ttl_ms, session_ttl_ms.
+/// Marks the node alive, stores its report, and clears out every node whose heartbeat is older
+/// than the ttl: its connections leave every player, so presence, the cap and figures forget
+/// it. Returns the ids of the nodes cleared.
+pub const HEARTBEAT: &str = lua!(
+    r#"
+local node, ttl, sttl = ARGV[2], tonumber(ARGV[4]), ARGV[5]
+local t = ms()
+redis.call('ZADD', P .. ':nodes', num(t), node)
+redis.call('SET', P .. ':s:' .. node, ARGV[3], 'PX', num(ttl))
+local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. num(t - ttl))
+for _, gone in ipairs(dead) do
+  local prefix = gone .. '|'
+  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. gone)) do
+    local ck = P .. ':c:' .. player
+    for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+      if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
+    end
+    if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+  end
+  redis.call('DEL', P .. ':np:' .. gone, P .. ':s:' .. gone)
+  redis.call('ZREM', P .. ':nodes', gone)
+end
+return dead
+"#
+);
+
+/// ARGV: P, node, session_ttl_ms, then per player: player, session, generation, member count,
+/// members….
+/// After Redis came back, makes Redis agree with what this node holds: its connections are
+/// registered again (Redis may have lost them, or missed a leave), its entries for players it no
+/// longer holds go, and a session Redis forgot is restored with a generation no lower than
+/// the one its connections were admitted under.
+pub const RESYNC: &str = lua!(
+    r#"
+local node, sttl = ARGV[2], ARGV[3]
+local prefix = node .. '|'
+local held = {}
+local i = 4
+while i <= #ARGV do
+  local player, sid, gen, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local pk, ck = P .. ':p:' .. player, P .. ':c:' .. player
+  held[player] = true
+  if not redis.call('HGET', pk, 'sid') then redis.call('HSET', pk, 'sid', sid, 'sid_at', num(ms())) end
+  if tonumber(redis.call('HGET', pk, 'gen') or '0') < gen then redis.call('HSET', pk, 'gen', num(gen)) end
+  local mine = {}
+  for j = 1, n do mine[ARGV[i + 3 + j]] = true end
+  for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    if string.sub(m, 1, #prefix) == prefix and not mine[m] then redis.call('ZREM', ck, m) end
+  end
+  for m, _ in pairs(mine) do
+    if not redis.call('ZSCORE', ck, m) then redis.call('ZADD', ck, redis.call('HINCRBY', pk, 'cn', 1), m) end
+  end
+  redis.call('SADD', P .. ':np:' .. node, player)
+  redis.call('PERSIST', pk)
+  i = i + 4 + n
+end
+for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
+  if not held[player] then
+    local ck = P .. ':c:' .. player
+    for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+      if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
+    end
+    redis.call('SREM', P .. ':np:' .. node, player)
+    if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+  end
+end
+return 1
+"#
+);
+
+/// ARGV: P, player, start id, count. History from `start` on, for filling a gap, and where
+/// the counter was seeded (`''` when Redis holds no counter for the player).
+pub const HISTORY: &str = lua!(
+    r#"
+local base = redis.call('HGET', P .. ':p:' .. ARGV[2], 'base') or ''
+return {base, redis.call('XRANGE', P .. ':h:' .. ARGV[2], ARGV[3], '+', 'COUNT', ARGV[4])}
+"#
+);
+
+/// ARGV: P, node, session_ttl_ms.
+/// A node leaving on purpose (shutdown): its connections leave every player at once instead of
+/// waiting for the others to notice its silence.
+pub const RETIRE: &str = lua!(
+    r#"
+local node, sttl = ARGV[2], ARGV[3]
+local prefix = node .. '|'
+for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
+  local ck = P .. ':c:' .. player
+  for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
+  end
+  if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+end
+redis.call('DEL', P .. ':np:' .. node, P .. ':s:' .. node)
+redis.call('ZREM', P .. ':nodes', node)
+return 1
+"#
+);
