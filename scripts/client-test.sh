@@ -7,6 +7,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build -p dualconn --locked --quiet
+# The two-node test needs a Redis.
+bash scripts/redis-setup.sh
 cd client
 
 # Reinstall only when node_modules is missing or was installed from a different lock file.

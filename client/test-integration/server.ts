@@ -73,8 +73,11 @@ export function startServer(env: Record<string, string> = {}): Promise<Server> {
     proc.stderr!.on('data', (chunk: string) => {
       stderr += chunk;
       if (started) return;
-      // Only a whole line: a chunk can end in the middle of the address.
-      const addr = /running in DEV MODE on (http:\/\/\S+)\s/.exec(stderr);
+      // Only a whole line: a chunk can end in the middle of the address. Dev mode announces
+      // its URL; with a signing key only the log's `listening` line has the address.
+      const dev = /running in DEV MODE on (http:\/\/\S+)\s/.exec(stderr);
+      const keyed = /listening addr=(\S+)\s/.exec(stderr);
+      const addr = dev ?? (keyed ? [keyed[0], `http://${keyed[1]}`] : null);
       if (addr) {
         started = true;
         clearTimeout(timer);
