@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
@@ -24,14 +24,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
+use super::connect_hook;
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
 use crate::hub::{CloseReason, ConnKind};
 use crate::wire::{self, InboundKind, local};
-
-/// When the deprecated paths were deprecated (RFC 9745 `@<unix time>`): 2025-01-01.
-const DEPRECATED_AT: &str = "@1735689600";
 
 /// `GET /api/ws`: the player comes from the token.
 pub async fn preferred(
@@ -42,6 +40,7 @@ pub async fn preferred(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     open(&app, peer, &headers, &uri, PathPlayer::FromToken, ws)
+        .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -57,18 +56,14 @@ pub async fn deprecated(
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    let mut response =
-        open(&app, peer, &headers, &uri, player, ws).unwrap_or_else(IntoResponse::into_response);
-    let h = response.headers_mut();
-    h.insert("deprecation", HeaderValue::from_static(DEPRECATED_AT));
-    h.insert(
-        "link",
-        HeaderValue::from_static("</api/ws>; rel=\"successor-version\""),
-    );
+    let mut response = open(&app, peer, &headers, &uri, player, ws)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    super::deprecate(&mut response, "</api/ws>; rel=\"successor-version\"");
     response
 }
 
-fn open(
+async fn open(
     app: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -78,7 +73,7 @@ fn open(
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
-    let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket)?;
+    let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket).await?;
     let ws =
         ws.map_err(|e| ApiError::validation(format!("not a valid WebSocket handshake: {e}")))?;
     if !valid_key(headers) {
@@ -87,6 +82,7 @@ fn open(
         ));
     }
     let delivery = join(app, &admitted, ConnKind::WebSocket)?;
+    connect_hook::greet(&app.hub, &admitted.player, &admitted.greeting);
     let options = Options {
         ping_interval: app.config.ping_interval,
         write_timeout: WRITE_TIMEOUT,
