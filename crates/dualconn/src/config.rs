@@ -555,6 +555,34 @@ mod tests {
     }
 
     #[test]
+    fn the_player_claim_and_connect_webhook_come_from_the_file_too() {
+        let file: Settings = toml::from_str(
+            "jwt_player_claim = \"player_id\"\nconnect_webhook = \"http://game/connect\"\ncommand_webhook_secret = \"s\"",
+        )
+        .unwrap();
+        let config = file.resolve().unwrap();
+        assert_eq!(config.auth.player_claim, "player_id");
+        let hook = config.connect_webhook.unwrap();
+        assert_eq!(
+            hook.secret.as_deref(),
+            Some("s"),
+            "the command webhook's secret by default"
+        );
+        assert_eq!(hook.timeout, Duration::from_millis(3000));
+        assert_eq!(
+            Settings::default().resolve().unwrap().auth.player_claim,
+            "sub"
+        );
+        for reserved in ["exp", "role", ""] {
+            let settings = Settings {
+                jwt_player_claim: Some(reserved.into()),
+                ..Default::default()
+            };
+            assert!(settings.resolve().is_err(), "{reserved:?}");
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_an_error() {
         assert!(toml::from_str::<Settings>("histroy_size = 1").is_err());
     }
