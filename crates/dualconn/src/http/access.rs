@@ -82,6 +82,7 @@ pub struct Caller<'a> {
     pub transport: &'static str,
     /// The player a path names, unverified.
     pub path_player: Option<&'a str>,
+    /// The peer's address, passed on to the backend.
     pub ip: IpAddr,
 }
 

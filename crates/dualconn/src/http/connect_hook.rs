@@ -52,24 +52,30 @@ pub struct Presented<'a> {
     pub transport: &'static str,
     /// The player a path names (`/sse/{player_id}`), before anything is verified.
     pub path_player: Option<&'a str>,
+    /// The client's address, for backends that bind sessions to one or rate-limit by it.
     pub ip: IpAddr,
 }
 
+/// The body POSTed to the backend (documented in the README's "Webhooks").
 #[derive(Serialize)]
 struct Request<'a> {
     token: Option<&'a str>,
     cookie: Option<&'a str>,
     transport: &'static str,
+    /// The path's player, so a backend can refuse a mismatch early with a clear 403.
     player_id: Option<&'a str>,
     remote_addr: String,
 }
 
+/// The backend's yes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Reply {
     player_id: String,
+    /// When the player's connections must end, as a token's `exp` would say.
     #[serde(default)]
     expires_at: Option<ExpiresAt>,
+    /// What the player is greeted with once connected (a game's `welcome`, `room_update`).
     #[serde(default)]
     events: Vec<Greeting>,
 }
@@ -102,6 +108,7 @@ fn empty_object() -> serde_json::Value {
 /// A player the backend vouched for, and what it wants them greeted with.
 pub struct Grant {
     pub principal: Principal,
+    /// Published once a stream joins; empty for dualconn's own tokens and for REST calls.
     pub greeting: Vec<Greeting>,
 }
 

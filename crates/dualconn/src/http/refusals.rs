@@ -17,6 +17,7 @@ use crate::auth::valid_player_id;
 /// Put on an error response by `ApiError`, for the log line.
 #[derive(Clone, Debug)]
 pub struct Refusal {
+    /// The envelope's `error_type`: the log's and the counter's reason.
     pub error_type: &'static str,
     /// The player, when the refusal came after authentication.
     pub player: Option<Arc<str>>,
