@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one test command (README): every Rust test, then the client's, the browser tests and the
-# benchmark smoke, on a fresh machine. Each part installs what it needs.
+# The one test command (README): every Rust test, then the client's, the Python SDK's, the browser
+# tests and the benchmark smoke, on a fresh machine. Each part installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ export DUALCONN_TEST_REDIS_URL="redis://127.0.0.1:${DUALCONN_TEST_REDIS_PORT:-63
 cargo test --workspace --locked
 
 bash scripts/client-test.sh
+
+# The Python SDK against the debug binary built above.
+bash scripts/python-sdk-test.sh
 
 # The browser tests and the benchmark smoke drive the debug binary built above.
 for part in scripts/browser-test.sh scripts/bench-smoke.sh; do

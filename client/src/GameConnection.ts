@@ -5,17 +5,21 @@ import { httpRequest, resolveHttpBase, withQuery } from './http.js';
 import { openEventSource } from './transports/sse.js';
 import type { CloseInfo, TransportHandle } from './transports/types.js';
 import { openWebSocket } from './transports/ws.js';
+import { DualconnError } from './errors.js';
 import type {
   CommandResult,
   ConnectionHealth,
   ConnectionInfo,
+  ConnectionSnapshot,
   ConnectionState,
   DeliveryStats,
   DualconnEvent,
+  EventListener,
   EventMeta,
   EventSourceConstructor,
   FetchLike,
   NewSessionResponse,
+  StopReason,
   TimerApi,
   TransportKind,
   TransportState,
@@ -54,6 +58,14 @@ export interface GameConnectionOptions {
   onResync?: (info: ResyncInfo) => void;
   /** Failures that do not reach `onEvent`: getToken rejecting, a transport that cannot open, bad frames. */
   onError?: (error: unknown, transport?: TransportKind) => void;
+  /**
+   * After a connection fails before `connected`, ask `GET /api/connections/{id}/session` why
+   * (default true): a refused token or a replaced session then stops the connection with its
+   * `stopReason` instead of retrying forever. One request per failed attempt.
+   */
+  diagnoseRefusals?: boolean;
+  /** The connection stopped for good, and why; `stopReason` holds the same until restarted. */
+  onStop?: (reason: StopReason) => void;
 
   WebSocket?: WebSocketConstructor;
   EventSource?: EventSourceConstructor;
@@ -126,6 +138,11 @@ export class GameConnection {
   private sessionChangesInFlight = 0;
   private currentState: ConnectionState = 'idle';
   private lastHealth: ConnectionHealth;
+  /** Why every transport stopped, once one of them knew; cleared when started again. */
+  private reason: StopReason | null = null;
+  private snap: ConnectionSnapshot;
+  private readonly storeListeners = new Set<() => void>();
+  private readonly listeners = new Map<string, Set<EventListener>>();
   private readonly counters: DeliveryStats = {
     delivered: 0,
     duplicatesDropped: 0,
@@ -148,6 +165,7 @@ export class GameConnection {
     if (kinds.length === 0) throw new TypeError('at least one transport is required');
     this.slots = kinds.map((kind) => newSlot(kind, options.heartbeatIntervalMs ?? 15_000));
     this.lastHealth = this.computeHealth();
+    this.snap = this.makeSnapshot();
   }
 
   // ---- public state ----------------------------------------------------------------------
@@ -172,6 +190,49 @@ export class GameConnection {
     return this.lastHealth;
   }
 
+  /** Why the connection is `stopped`; null while it is not. */
+  get stopReason(): StopReason | null {
+    return this.currentState === 'stopped' ? this.reason : null;
+  }
+
+  // ---- subscriptions ---------------------------------------------------------------------
+
+  /**
+   * Calls `listener` with every event of this type as it is delivered (stream events once
+   * each, after dedup, and connection-local ones), or with every event for `'*'`. Any number of
+   * listeners may share a type. Returns the function that unsubscribes this one.
+   */
+  on(eventType: string, listener: EventListener): () => void {
+    let set = this.listeners.get(eventType);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(eventType, set);
+    }
+    // A wrapper per subscription, so the same function subscribed twice unsubscribes once each.
+    const entry: EventListener = (event, meta) => listener(event, meta);
+    set.add(entry);
+    return () => {
+      const current = this.listeners.get(eventType);
+      current?.delete(entry);
+      if (current?.size === 0) this.listeners.delete(eventType);
+    };
+  }
+
+  /**
+   * For React's `useSyncExternalStore`: `onStoreChange` is called whenever `getSnapshot()`
+   * would return a new object. Both are bound, so they can be passed as they are.
+   */
+  readonly subscribe = (onStoreChange: () => void): (() => void) => {
+    const entry = () => onStoreChange();
+    this.storeListeners.add(entry);
+    return () => {
+      this.storeListeners.delete(entry);
+    };
+  };
+
+  /** The current state, session, health and stop reason; the same object until one changes. */
+  readonly getSnapshot = (): ConnectionSnapshot => this.snap;
+
   get stats(): DeliveryStats {
     return { ...this.counters, firstBy: { ...this.counters.firstBy } };
   }
@@ -194,6 +255,7 @@ export class GameConnection {
     if (this.running && this.slots.some((s) => s.phase !== 'stopped' && s.phase !== 'idle')) return;
     this.running = true;
     this.everConnected = false;
+    this.reason = null;
     for (const slot of this.slots) {
       this.teardown(slot);
       slot.attempt = 0;
@@ -351,6 +413,7 @@ export class GameConnection {
   }
 
   private onClosed(slot: Slot, info: CloseInfo): void {
+    const wasUp = slot.up;
     slot.handle = null;
     slot.up = false;
     this.clearWatchdog(slot);
@@ -369,10 +432,63 @@ export class GameConnection {
       // The server's per-player cap chose a newer connection over this one. Reconnecting would
       // evict that one in turn (another tab, usually), and the two would take turns forever.
       slot.phase = 'stopped';
+      this.reason ??= { reason: 'connection_replaced' };
     } else {
       // Everything else (drops, 1001 shutdown, 1008 token expiry, 4008 slow consumer, an SSE
       // stream ending) is worth another attempt: with a fresh token, from the current cursor.
       this.scheduleRetry(slot, hint === 'shutdown' ? slot.shutdownDelayMs : 0);
+      if (!wasUp && hint === null && this.opts.diagnoseRefusals !== false) void this.diagnose(slot);
+    }
+    this.refresh();
+  }
+
+  /**
+   * A connection that closed before `connected` was refused, or never reached the server.
+   * Browsers hide a refused handshake's status from `WebSocket` and `EventSource`, so ask the
+   * same question over REST with the same token: 401/403 means the token is refused (retrying
+   * cannot help), and a current session other than ours means ours was replaced (the stream
+   * would answer 409 forever). Anything else leaves the retry already scheduled alone.
+   */
+  private async diagnose(slot: Slot): Promise<void> {
+    const epoch = slot.epoch;
+    const asked = this.currentSession;
+    let current: string | null = null;
+    try {
+      const res = await this.request<{ session_id?: unknown }>(
+        'GET',
+        `/api/connections/${encodeURIComponent(this.opts.playerId)}/session`,
+      );
+      current = typeof res?.session_id === 'string' ? res.session_id : null;
+    } catch (err) {
+      if (
+        err instanceof DualconnError &&
+        (err.status === 401 || err.status === 403) &&
+        epoch === slot.epoch &&
+        this.running
+      ) {
+        this.stopAll({ reason: 'token_rejected', status: err.status, transport: slot.kind });
+      }
+      return;
+    }
+    if (
+      epoch === slot.epoch &&
+      this.running &&
+      this.sessionChangesInFlight === 0 &&
+      asked !== null &&
+      asked === this.currentSession &&
+      current !== null &&
+      current !== asked
+    ) {
+      this.sessionEndedElsewhere(current);
+    }
+  }
+
+  /** Stops every transport for `reason`. */
+  private stopAll(reason: StopReason): void {
+    this.reason = reason;
+    for (const slot of this.slots) {
+      this.teardown(slot);
+      slot.phase = 'stopped';
     }
     this.refresh();
   }
@@ -383,6 +499,7 @@ export class GameConnection {
     const max = this.opts.maxAttempts ?? Infinity;
     if (!this.running || slot.attempt >= max) {
       slot.phase = this.running ? 'stopped' : 'idle';
+      if (this.running) this.reason ??= { reason: 'gave_up' };
       return;
     }
     const delay =
@@ -421,6 +538,7 @@ export class GameConnection {
     this.currentSession = sessionId;
     if (reconnect && this.running) {
       this.everConnected = false;
+      this.reason = null;
       for (const slot of this.slots) this.restart(slot);
     }
     this.refresh();
@@ -429,6 +547,7 @@ export class GameConnection {
 
   /** Another client started a new session: this one is out, and must not fight its way back. */
   private sessionEndedElsewhere(newSessionId: string | null): void {
+    this.reason = { reason: 'session_replaced', sessionId: newSessionId };
     for (const slot of this.slots) {
       this.teardown(slot);
       slot.phase = 'stopped';
@@ -465,7 +584,7 @@ export class GameConnection {
       if (result.fresh) {
         this.counters.delivered += 1;
         this.counters.firstBy[slot.kind] += 1;
-        this.call(() => this.opts.onEvent?.(event, meta));
+        this.deliver(event, meta);
       } else {
         this.counters.duplicatesDropped += 1;
         this.call(() => this.opts.onDuplicate?.(event, meta));
@@ -478,7 +597,17 @@ export class GameConnection {
     // The app sees the event after our bookkeeping, so `isConnected` etc. are already current.
     // session_terminated is the exception: its side effects go last, after the app saw why.
     if (event.event_type !== 'session_terminated') {
-      this.call(() => this.opts.onEvent?.(event, { transport: slot.kind }));
+      this.deliver(event, { transport: slot.kind });
+    }
+  }
+
+  /** Hands an event to `onEvent` and to the listeners of its type and of `'*'`. */
+  private deliver(event: DualconnEvent, meta: EventMeta): void {
+    this.call(() => this.opts.onEvent?.(event, meta));
+    for (const type of [event.event_type, '*']) {
+      const set = this.listeners.get(type);
+      // A copy: a listener may unsubscribe itself or others while we iterate.
+      if (set) for (const listener of [...set]) this.call(() => listener(event, meta));
     }
   }
 
@@ -522,7 +651,7 @@ export class GameConnection {
       case 'session_terminated': {
         slot.hint = 'session_terminated';
         slot.terminatedSessionId = typeof data.session_id === 'string' ? data.session_id : null;
-        this.call(() => this.opts.onEvent?.(event, { transport: slot.kind }));
+        this.deliver(event, { transport: slot.kind });
         if (this.sessionChangesInFlight === 0) {
           // Act now rather than on the close: the other transport must not reconnect meanwhile.
           this.sessionEndedElsewhere(slot.terminatedSessionId);
@@ -605,6 +734,27 @@ export class GameConnection {
       this.lastHealth = health;
       this.call(() => this.opts.onConnectionHealthUpdate?.(health));
     }
+    const stopReason = this.stopReason;
+    if (
+      state !== this.snap.state ||
+      this.currentSession !== this.snap.sessionId ||
+      this.lastHealth !== this.snap.connectionHealth ||
+      stopReason !== this.snap.stopReason
+    ) {
+      const stoppedNow = stopReason !== null && stopReason !== this.snap.stopReason;
+      this.snap = this.makeSnapshot();
+      for (const listener of [...this.storeListeners]) this.call(listener);
+      if (stoppedNow) this.call(() => this.opts.onStop?.(stopReason));
+    }
+  }
+
+  private makeSnapshot(): ConnectionSnapshot {
+    return {
+      state: this.currentState,
+      sessionId: this.currentSession,
+      connectionHealth: this.lastHealth,
+      stopReason: this.stopReason,
+    };
   }
 
   // ---- URLs and HTTP ---------------------------------------------------------------------

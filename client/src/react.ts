@@ -1,5 +1,5 @@
 // A separate entry point (`@dualconn/client/react`) so that only apps that use React import it.
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 
 import { GameConnection, type GameConnectionOptions } from './GameConnection.js';
 import type {
@@ -7,7 +7,9 @@ import type {
   ConnectionHealth,
   ConnectionInfo,
   ConnectionState,
+  EventListener,
   NewSessionResponse,
+  StopReason,
 } from './types.js';
 
 export interface UseGameConnectionOptions extends GameConnectionOptions {
@@ -20,102 +22,88 @@ export interface UseGameConnectionResult {
   isConnecting: boolean;
   sessionId: string | null;
   connectionHealth: ConnectionHealth;
+  /** `idle`, `connecting`, `connected`, `reconnecting` or `stopped`. */
+  state: ConnectionState;
+  /** Why the connection stopped (session replaced, token rejected, ...); null unless stopped. */
+  stopReason: StopReason | null;
   connect: () => void;
   disconnect: () => void;
   sendCommand: (type: string, data?: unknown) => Promise<CommandResult>;
   createNewSession: (sessionId?: string) => Promise<NewSessionResponse>;
   switchToSession: (sessionId: string) => void;
   getConnectionInfo: () => Promise<ConnectionInfo>;
+  /** Subscribes to one event type (or `'*'`); returns the unsubscribe function. */
+  on: (eventType: string, listener: EventListener) => () => void;
 }
 
-const NO_HEALTH: ConnectionHealth = {
-  websocket: { status: 'disconnected', lastHeartbeatAt: null },
-  sse: { status: 'disconnected', lastHeartbeatAt: null },
-  overall: 'no_connections',
-};
-
 /**
- * React binding for GameConnection. The connection lives as long as the component, and is made
- * anew when `playerId`, `baseUrl` or `transports` change. Callbacks may change on every render:
- * the latest ones are always called. `sessionId` in the options is only the starting session; use
- * `switchToSession` or `createNewSession` afterwards.
+ * React binding for GameConnection, which is the external store: its state is read with
+ * `useSyncExternalStore`, so every component sees the same, tear-free snapshot. The connection
+ * lives as long as the component, and is made anew when `playerId`, `baseUrl` or `transports`
+ * change. Callbacks may change on every render: the latest ones are always called. `sessionId`
+ * in the options is only the starting session; use `switchToSession` or `createNewSession`
+ * afterwards.
  */
 export function useGameConnection(options: UseGameConnectionOptions): UseGameConnectionResult {
-  // Latest options, read by the callbacks we hand GameConnection once.
+  // Latest options, read by the callbacks handed to GameConnection once. Updated after render
+  // (not during it, which React forbids for refs), before any effect can call them.
   const latest = useRef(options);
-  latest.current = options;
-  const connRef = useRef<GameConnection | null>(null);
-
-  const [state, setState] = useState<ConnectionState>('idle');
-  const [sessionId, setSessionId] = useState<string | null>(options.sessionId ?? null);
-  const [connectionHealth, setHealth] = useState<ConnectionHealth>(NO_HEALTH);
+  useLayoutEffect(() => {
+    latest.current = options;
+  });
 
   const transportsKey = (options.transports ?? ['websocket', 'sse']).join(',');
-
-  useEffect(() => {
-    const o = latest.current;
-    const conn = new GameConnection({
-      ...o,
+  // Making a connection opens nothing, so it may happen during render; it connects in an effect.
+  const conn = useMemo(() => {
+    return new GameConnection({
+      ...options,
       getToken: () => latest.current.getToken(),
       onEvent: (e, m) => latest.current.onEvent?.(e, m),
       onDuplicate: (e, m) => latest.current.onDuplicate?.(e, m),
       onResync: (info) => latest.current.onResync?.(info),
       onError: (err, t) => latest.current.onError?.(err, t),
-      onStateChange: (s, prev) => {
-        setState(s);
-        latest.current.onStateChange?.(s, prev);
-      },
-      onSessionChange: (id) => {
-        setSessionId(id);
-        latest.current.onSessionChange?.(id);
-      },
-      onConnectionHealthUpdate: (h) => {
-        setHealth(h);
-        latest.current.onConnectionHealthUpdate?.(h);
-      },
+      onStop: (reason) => latest.current.onStop?.(reason),
+      onStateChange: (s, prev) => latest.current.onStateChange?.(s, prev),
+      onSessionChange: (id) => latest.current.onSessionChange?.(id),
+      onConnectionHealthUpdate: (h) => latest.current.onConnectionHealthUpdate?.(h),
     });
-    connRef.current = conn;
-    setState(conn.state);
-    setSessionId(conn.sessionId);
-    setHealth(conn.connectionHealth);
-    if (o.autoConnect !== false) conn.connect();
-    return () => {
-      if (connRef.current === conn) connRef.current = null;
-      conn.disconnect();
-    };
+    // Only these make a new connection; everything else is read through `latest`.
   }, [options.playerId, options.baseUrl, transportsKey]);
 
-  const connect = useCallback(() => connRef.current?.connect(), []);
-  const disconnect = useCallback(() => connRef.current?.disconnect(), []);
+  const snapshot = useSyncExternalStore(conn.subscribe, conn.getSnapshot, conn.getSnapshot);
+
+  useEffect(() => {
+    if (latest.current.autoConnect !== false) conn.connect();
+    return () => conn.disconnect();
+  }, [conn]);
+
+  const connect = useCallback(() => conn.connect(), [conn]);
+  const disconnect = useCallback(() => conn.disconnect(), [conn]);
   const sendCommand = useCallback(
-    (type: string, data?: unknown) => withConn(connRef.current, (c) => c.sendCommand(type, data)),
-    [],
+    (type: string, data?: unknown) => conn.sendCommand(type, data),
+    [conn],
   );
-  const createNewSession = useCallback(
-    (id?: string) => withConn(connRef.current, (c) => c.createNewSession(id)),
-    [],
-  );
-  const switchToSession = useCallback((id: string) => connRef.current?.switchToSession(id), []);
-  const getConnectionInfo = useCallback(
-    () => withConn(connRef.current, (c) => c.getConnectionInfo()),
-    [],
+  const createNewSession = useCallback((id?: string) => conn.createNewSession(id), [conn]);
+  const switchToSession = useCallback((id: string) => conn.switchToSession(id), [conn]);
+  const getConnectionInfo = useCallback(() => conn.getConnectionInfo(), [conn]);
+  const on = useCallback(
+    (eventType: string, listener: EventListener) => conn.on(eventType, listener),
+    [conn],
   );
 
   return {
-    isConnected: state === 'connected',
-    isConnecting: state === 'connecting' || state === 'reconnecting',
-    sessionId,
-    connectionHealth,
+    isConnected: snapshot.state === 'connected',
+    isConnecting: snapshot.state === 'connecting' || snapshot.state === 'reconnecting',
+    sessionId: snapshot.sessionId,
+    connectionHealth: snapshot.connectionHealth,
+    state: snapshot.state,
+    stopReason: snapshot.stopReason,
     connect,
     disconnect,
     sendCommand,
     createNewSession,
     switchToSession,
     getConnectionInfo,
+    on,
   };
-}
-
-function withConn<T>(conn: GameConnection | null, fn: (c: GameConnection) => Promise<T>): Promise<T> {
-  if (!conn) return Promise.reject(new Error('useGameConnection: the component is not mounted'));
-  return fn(conn);
 }

@@ -54,6 +54,35 @@ export type ConnectionState =
   /** Nothing will retry: the session was ended elsewhere, or every transport gave up. */
   | 'stopped';
 
+/**
+ * Why a connection is `stopped`, so an app can act (re-authenticate, adopt the new session)
+ * instead of guessing from close codes, which browsers hide for refused handshakes anyway.
+ */
+export type StopReason =
+  /**
+   * Another client started a new session (`session_terminated`, close 4001), or the session this
+   * client asked for is no longer the player's current one. `sessionId` is the current one when
+   * known: `switchToSession(sessionId)` adopts it.
+   */
+  | { reason: 'session_replaced'; sessionId: string | null }
+  /** The server refused the token (401), or refused it for this player (403): get a new one. */
+  | { reason: 'token_rejected'; status: number; transport: TransportKind }
+  /** The per-player connection cap chose newer connections (close 4002) on every transport. */
+  | { reason: 'connection_replaced' }
+  /** Every transport failed `maxAttempts` times in a row. */
+  | { reason: 'gave_up' };
+
+/** What `useSyncExternalStore` reads: a new object whenever any field changes. */
+export interface ConnectionSnapshot {
+  state: ConnectionState;
+  sessionId: string | null;
+  connectionHealth: ConnectionHealth;
+  /** Set while `state` is `stopped`; null otherwise. */
+  stopReason: StopReason | null;
+}
+
+export type EventListener = (event: DualconnEvent, meta: EventMeta) => void;
+
 /** One transport's phase; see `GameConnection.transportStates`. */
 export type TransportState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped' | 'disabled';
 

@@ -184,6 +184,40 @@ describe('sessions', () => {
   });
 });
 
+describe('why it stopped, against the real server', () => {
+  it('a token the server refuses: token_rejected, from the REST probe, and no more attempts', async () => {
+    const player = unique('rejected');
+    const reasons: unknown[] = [];
+    const conn = track(
+      client(server.base, player, {
+        getToken: () => 'not-a-token',
+        backoff: { baseMs: 20, capMs: 100 },
+        onStop: (r) => reasons.push(r),
+      }),
+    );
+    conn.connect();
+    await until(() => conn.state === 'stopped', 'the connection to stop');
+    expect(conn.stopReason).toMatchObject({ reason: 'token_rejected', status: 401 });
+    expect(reasons).toHaveLength(1);
+  });
+
+  it('a stale tab asking for a replaced session: session_replaced with the current id, which it can adopt', async () => {
+    const player = unique('stale');
+    const token = await devToken(server.base, player);
+    const made = await post(server.base, `/api/connections/${player}/session`, { session_id: 'first' }, token);
+    expect(made.session_id).toBe('first');
+    await post(server.base, `/api/connections/${player}/session`, { session_id: 'second' }, token);
+    // The tab still holds `first`, which the server now answers with 409 on both transports.
+    const conn = track(client(server.base, player, { sessionId: 'first', backoff: { baseMs: 20, capMs: 100 } }));
+    conn.connect();
+    await until(() => conn.state === 'stopped', 'the connection to stop');
+    expect(conn.stopReason).toEqual({ reason: 'session_replaced', sessionId: 'second' });
+    conn.switchToSession('second');
+    await until(() => bothOpen(conn), 'both transports to open on the current session');
+    expect(conn.sessionId).toBe('second');
+  });
+});
+
 describe('sendCommand', () => {
   /** Waits for the demo world's answer to `command`. */
   function answers(conn: () => GameConnection | undefined) {

@@ -748,3 +748,151 @@ describe('dropTransport and transportStates', () => {
     expect(FakeWebSocket.instances).toHaveLength(1);
   });
 });
+
+describe('listeners per event type', () => {
+  it('calls every listener of a type once per delivered event, each with its own unsubscribe', async () => {
+    const t = setup();
+    const a: number[] = [];
+    const b: number[] = [];
+    const all: string[] = [];
+    const offA = t.conn.on('chat', (e) => a.push(e.sequence_number!));
+    t.conn.on('chat', (e) => b.push(e.sequence_number!));
+    t.conn.on('*', (e) => all.push(e.event_type));
+    const { ws, es } = await connectBoth(t);
+    ws.emit(streamEvent(1));
+    es.emit(streamEvent(1)); // the duplicate reaches no listener
+    offA();
+    offA(); // twice is harmless
+    ws.emit(streamEvent(2));
+    expect(a).toEqual([1]);
+    expect(b).toEqual([1, 2]);
+    expect(all).toEqual(['connected', 'connected', 'chat', 'chat']);
+  });
+
+  it('lets a listener unsubscribe itself while being called, and survives one that throws', async () => {
+    const t = setup();
+    const seen: string[] = [];
+    const off = t.conn.on('chat', () => {
+      seen.push('once');
+      off();
+    });
+    t.conn.on('chat', () => {
+      throw new Error('app bug');
+    });
+    t.conn.on('chat', () => seen.push('after'));
+    const { ws } = await connectBoth(t);
+    const errors: unknown[] = [];
+    const catcher = (e: unknown) => errors.push(e);
+    process.on('uncaughtException', catcher);
+    ws.emit(streamEvent(1));
+    ws.emit(streamEvent(2));
+    await flush();
+    process.off('uncaughtException', catcher);
+    expect(seen).toEqual(['once', 'after', 'after']);
+  });
+});
+
+describe('why it stopped', () => {
+  const stopped = (t: ReturnType<typeof setup>) => ({ state: t.conn.state, reason: t.conn.stopReason });
+
+  it('a session started elsewhere: session_replaced with the new id', async () => {
+    const reasons: unknown[] = [];
+    const t = setup({ onStop: (r) => reasons.push(r) });
+    const { ws } = await connectBoth(t);
+    ws.emit({ event_type: 'session_terminated', data: { session_id: 's9' } });
+    expect(stopped(t)).toEqual({ state: 'stopped', reason: { reason: 'session_replaced', sessionId: 's9' } });
+    expect(reasons).toHaveLength(1);
+    t.conn.connect();
+    expect(t.conn.stopReason).toBeNull();
+  });
+
+  it('a refused handshake whose token REST also refuses: token_rejected, no more retries', async () => {
+    const { fn, calls } = fakeFetch({
+      status: 401,
+      body: { error: true, error_type: 'authentication_error', message: 'bad', details: {}, timestamp: 't' },
+    });
+    const t = setup({ fetch: fn, diagnoseRefusals: true, transports: ['websocket'] });
+    t.conn.connect();
+    await flush();
+    lastWs().drop(1006); // what a browser shows for a 401 handshake
+    await flush();
+    expect(calls[0]).toMatchObject({ method: 'GET', url: 'http://game.test:8000/api/connections/p1/session' });
+    expect(stopped(t)).toEqual({
+      state: 'stopped',
+      reason: { reason: 'token_rejected', status: 401, transport: 'websocket' },
+    });
+    await advance(60_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+  });
+
+  it('a refused handshake for a session that is no longer current: session_replaced with the current id', async () => {
+    const { fn } = fakeFetch({
+      status: 200,
+      body: { player_id: 'p1', session_id: 'newer', session_created: 't', active_connections: 1, connection_types: ['sse'] },
+    });
+    const t = setup({ fetch: fn, diagnoseRefusals: true, sessionId: 'old', transports: ['sse'] });
+    t.conn.connect();
+    await flush();
+    lastEs().drop(); // a 409 that EventSource hides
+    await flush();
+    expect(stopped(t)).toEqual({ state: 'stopped', reason: { reason: 'session_replaced', sessionId: 'newer' } });
+    expect(t.conn.sessionId).toBe('newer');
+  });
+
+  it('a failure the probe cannot explain keeps retrying', async () => {
+    const { fn } = fakeFetch({
+      status: 200,
+      body: { player_id: 'p1', session_id: 's1', session_created: 't', active_connections: 0, connection_types: [] },
+    });
+    const t = setup({ fetch: fn, diagnoseRefusals: true, sessionId: 's1', transports: ['websocket'] });
+    t.conn.connect();
+    await flush();
+    lastWs().drop(1006);
+    await flush();
+    expect(t.conn.state).toBe('connecting');
+    await advance(1_000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+  });
+
+  it('every transport out of attempts: gave_up; every transport evicted: connection_replaced', async () => {
+    const t = setup({ maxAttempts: 1 });
+    t.conn.connect();
+    await flush();
+    lastWs().drop(1006);
+    lastEs().drop();
+    await advance(1_000);
+    lastWs().drop(1006);
+    lastEs().drop();
+    await flush();
+    expect(stopped(t)).toEqual({ state: 'stopped', reason: { reason: 'gave_up' } });
+
+    resetFakes();
+    const u = setup();
+    const { ws, es } = await connectBoth(u);
+    ws.emit({ event_type: 'connection_replaced', data: {} });
+    ws.drop(4002);
+    expect(u.conn.state).toBe('connected');
+    es.emit({ event_type: 'connection_replaced', data: {} });
+    es.drop();
+    expect(stopped(u)).toEqual({ state: 'stopped', reason: { reason: 'connection_replaced' } });
+  });
+
+  it('publishes a new snapshot only when something it holds changes', async () => {
+    const t = setup();
+    let notified = 0;
+    const unsubscribe = t.conn.subscribe(() => notified++);
+    const first = t.conn.getSnapshot();
+    expect(t.conn.getSnapshot()).toBe(first);
+    const { ws } = await connectBoth(t);
+    const connected = t.conn.getSnapshot();
+    expect(connected).not.toBe(first);
+    expect(connected.state).toBe('connected');
+    const count = notified;
+    ws.emit(streamEvent(1));
+    expect(t.conn.getSnapshot()).toBe(connected);
+    expect(notified).toBe(count);
+    unsubscribe();
+    t.conn.disconnect();
+    expect(notified).toBe(count);
+  });
+});

@@ -25,6 +25,8 @@ export function setup(over: Partial<GameConnectionOptions> = {}) {
     EventSource: FakeEventSource,
     // The top of each backoff range, so the tests know exactly when a retry is due.
     random: () => 1,
+    // Off unless a test is about it: the probe would take the fake fetch's queued answers.
+    diagnoseRefusals: false,
     onEvent: (event, meta) => delivered.push({ event, meta }),
     onDuplicate: (event, meta) => duplicates.push({ event, meta }),
     onStateChange: (s) => states.push(s),

@@ -1,10 +1,11 @@
 //! Who is asking: player JWTs and admin API keys (SPEC §1). No HTTP types live here.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -61,12 +62,15 @@ pub enum AuthError {
     Invalid(&'static str),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims dualconn reads. The player's claim is named by the operator (SPEC §12.28), so it
+/// is looked up among the rest.
+#[derive(Debug, Deserialize)]
 struct Claims {
-    sub: String,
     exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     role: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Verifies player tokens and admin keys, and mints tokens when it holds a shared secret.
@@ -83,6 +87,8 @@ pub struct Authenticator {
     leeway: Duration,
     audience: Option<String>,
     issuer: Option<String>,
+    /// The claim that holds the player id; `sub` unless configured.
+    player_claim: String,
 }
 
 impl Authenticator {
@@ -107,8 +113,10 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway.as_secs();
-        // A configured `aud` or `iss` must be present, not merely right when present.
-        let mut required = vec!["exp", "sub"];
+        // A configured `aud` or `iss` must be present, not merely right when present. Another
+        // player claim is checked below, since jsonwebtoken requires only registered claims.
+        let mut required = vec!["exp"];
+        required.extend((config.player_claim == "sub").then_some("sub"));
         required.extend(config.audience.as_ref().map(|_| "aud"));
         required.extend(config.issuer.as_ref().map(|_| "iss"));
         validation.set_required_spec_claims(&required);
@@ -135,6 +143,7 @@ impl Authenticator {
             leeway: config.leeway,
             audience: config.audience.clone(),
             issuer: config.issuer.clone(),
+            player_claim: config.player_claim.clone(),
         })
     }
 
@@ -157,11 +166,31 @@ impl Authenticator {
                 _ => AuthError::Invalid("malformed token"),
             })?;
         let claims = data.claims;
-        if !valid_player_id(&claims.sub) {
-            return Err(AuthError::Invalid("sub is not a valid player id"));
+        let player = match claims.rest.get(&self.player_claim) {
+            Some(serde_json::Value::String(id)) => Cow::Borrowed(id.as_str()),
+            // Games often number their players; the decimal form is the id. `sub` is a string
+            // by RFC 7519, so a number there stays refused.
+            Some(serde_json::Value::Number(n))
+                if self.player_claim != "sub" && (n.is_u64() || n.is_i64()) =>
+            {
+                Cow::Owned(n.to_string())
+            }
+            None | Some(serde_json::Value::Null) => {
+                return Err(AuthError::Invalid("missing claim"));
+            }
+            Some(_) => {
+                return Err(AuthError::Invalid(
+                    "the player claim is not a valid player id",
+                ));
+            }
+        };
+        if !valid_player_id(&player) {
+            return Err(AuthError::Invalid(
+                "the player claim is not a valid player id",
+            ));
         }
         Ok(Principal::Player {
-            id: PlayerId::from(claims.sub),
+            id: PlayerId::from(player.as_ref()),
             admin: claims.role.as_deref() == Some("admin"),
             expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp) + self.leeway,
         })
@@ -186,26 +215,21 @@ impl Authenticator {
             .unwrap_or_default()
             .saturating_add(ttl)
             .as_secs();
-        #[derive(Serialize)]
-        struct Minted<'a> {
-            sub: &'a str,
-            exp: u64,
-            iat: u64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            role: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            aud: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            iss: Option<&'a str>,
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), player.into());
+        // The configured claim too, so that minted tokens verify here.
+        claims.insert(self.player_claim.clone(), player.into());
+        claims.insert("exp".into(), exp.into());
+        claims.insert("iat".into(), exp.saturating_sub(ttl.as_secs()).into());
+        if admin {
+            claims.insert("role".into(), "admin".into());
         }
-        let claims = Minted {
-            sub: player,
-            exp,
-            iat: exp.saturating_sub(ttl.as_secs()),
-            role: admin.then_some("admin"),
-            aud: self.audience.as_deref(),
-            iss: self.issuer.as_deref(),
-        };
+        if let Some(aud) = &self.audience {
+            claims.insert("aud".into(), aud.as_str().into());
+        }
+        if let Some(iss) = &self.issuer {
+            claims.insert("iss".into(), iss.as_str().into());
+        }
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).ok()
     }
 }
@@ -234,6 +258,7 @@ mod tests {
             audience: None,
             issuer: None,
             leeway: Duration::from_secs(0),
+            player_claim: "sub".into(),
             admin_keys: AdminKeys(vec!["admin-key-0123456789".into()]),
             dev_token_ttl: Duration::from_secs(60),
         }
@@ -252,6 +277,18 @@ mod tests {
         }
         let admin = auth.mint("ops", Duration::from_secs(60), true).unwrap();
         assert!(auth.authenticate(&admin).unwrap().is_admin());
+    }
+
+    #[test]
+    fn minted_tokens_verify_under_another_player_claim() {
+        let mut config = hs("0123456789abcdef0123456789abcdef");
+        config.player_claim = "player_id".into();
+        let auth = Authenticator::new(&config).unwrap();
+        let token = auth.mint("alice", Duration::from_secs(60), false).unwrap();
+        assert!(matches!(
+            auth.authenticate(&token),
+            Ok(Principal::Player { id, .. }) if &*id == "alice"
+        ));
     }
 
     #[test]

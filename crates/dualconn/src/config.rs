@@ -24,6 +24,9 @@ pub struct Settings {
     /// PEM public key (RSA or EC P-256) for RS256/ES256 player tokens
     #[arg(long, env = "DUALCONN_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// The token claim that holds the player id [default: sub]
+    #[arg(long, env = "DUALCONN_JWT_PLAYER_CLAIM")]
+    pub jwt_player_claim: Option<String>,
     /// Required `aud` claim, when set
     #[arg(long, env = "DUALCONN_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
@@ -96,6 +99,15 @@ pub struct Settings {
     /// Webhook timeout, in milliseconds [default: 5000]
     #[arg(long, env = "DUALCONN_COMMAND_WEBHOOK_TIMEOUT_MS")]
     pub command_webhook_timeout_ms: Option<u64>,
+    /// Game backend that maps credentials dualconn cannot verify to a player (POST, signed)
+    #[arg(long, env = "DUALCONN_CONNECT_WEBHOOK")]
+    pub connect_webhook: Option<String>,
+    /// Secret that signs connect-webhook bodies [default: the command webhook's secret]
+    #[arg(long, env = "DUALCONN_CONNECT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub connect_webhook_secret: Option<String>,
+    /// Connect-webhook timeout, in milliseconds [default: 3000]
+    #[arg(long, env = "DUALCONN_CONNECT_WEBHOOK_TIMEOUT_MS")]
+    pub connect_webhook_timeout_ms: Option<u64>,
     /// Commands per second per player [default: 20]
     #[arg(long, env = "DUALCONN_COMMAND_RATE_PER_PLAYER")]
     pub command_rate_per_player: Option<u32>,
@@ -170,6 +182,9 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub leeway: Duration,
+    /// The claim that names the player (SPEC §12.28): games whose tokens carry a user id in
+    /// `sub` put the player id in another claim.
+    pub player_claim: String,
     /// Configured admin keys. Debug prints only how many there are.
     pub admin_keys: AdminKeys,
     pub dev_token_ttl: Duration,
@@ -223,6 +238,8 @@ pub struct Config {
     pub sse_retry: Duration,
     /// Where commands go; `None` runs the built-in demo world.
     pub command_webhook: Option<WebhookConfig>,
+    /// Asked who a player is when dualconn cannot verify the credentials itself.
+    pub connect_webhook: Option<WebhookConfig>,
     pub command_rate: Rate,
     /// Cluster mode through Redis; `None` runs one process with nothing else.
     pub cluster: Option<RedisSettings>,
@@ -279,6 +296,7 @@ impl Settings {
             bind,
             jwt_secret,
             jwt_public_key_file,
+            jwt_player_claim,
             jwt_audience,
             jwt_issuer,
             jwt_leeway_secs,
@@ -303,6 +321,9 @@ impl Settings {
             command_webhook,
             command_webhook_secret,
             command_webhook_timeout_ms,
+            connect_webhook,
+            connect_webhook_secret,
+            connect_webhook_timeout_ms,
             command_rate_per_player,
             command_burst_per_player,
             redis_url,
@@ -388,6 +409,15 @@ impl Settings {
                 })
             }
         };
+        let player_claim = self.jwt_player_claim.unwrap_or_else(|| "sub".into());
+        // These claims have their own meaning; a player id in one of them would be ambiguous.
+        if player_claim.is_empty()
+            || ["exp", "nbf", "iat", "aud", "iss", "role"].contains(&player_claim.as_str())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "DUALCONN_JWT_PLAYER_CLAIM cannot be {player_claim:?}"
+            )));
+        }
         let secs = Duration::from_secs;
         let positive = |name: &str, v: u64| {
             if v == 0 {
@@ -398,6 +428,10 @@ impl Settings {
                 Ok(v)
             }
         };
+        let connect_webhook_timeout = Duration::from_millis(positive(
+            "connect_webhook_timeout_ms",
+            self.connect_webhook_timeout_ms.unwrap_or(3000),
+        )?);
         let config = Config {
             bind: self
                 .bind
@@ -407,6 +441,7 @@ impl Settings {
                 audience: self.jwt_audience,
                 issuer: self.jwt_issuer,
                 leeway: secs(self.jwt_leeway_secs.unwrap_or(30)),
+                player_claim,
                 admin_keys: AdminKeys(admin_keys),
                 dev_token_ttl: secs(positive(
                     "dev_token_ttl_secs",
@@ -464,6 +499,14 @@ impl Settings {
             log_format: self.log_format.unwrap_or_default(),
             reconnect_after: Duration::from_millis(1000),
             sse_retry: Duration::from_millis(1000),
+            connect_webhook: self.connect_webhook.map(|url| WebhookConfig {
+                url,
+                // One secret for every webhook is the usual set-up; a separate one is allowed.
+                secret: self
+                    .connect_webhook_secret
+                    .or_else(|| self.command_webhook_secret.clone()),
+                timeout: connect_webhook_timeout,
+            }),
             command_webhook: self.command_webhook.map(|url| WebhookConfig {
                 url,
                 secret: self.command_webhook_secret,
@@ -553,6 +596,34 @@ mod tests {
             .resolve()
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_player_claim_and_connect_webhook_come_from_the_file_too() {
+        let file: Settings = toml::from_str(
+            "jwt_player_claim = \"player_id\"\nconnect_webhook = \"http://game/connect\"\ncommand_webhook_secret = \"s\"",
+        )
+        .unwrap();
+        let config = file.resolve().unwrap();
+        assert_eq!(config.auth.player_claim, "player_id");
+        let hook = config.connect_webhook.unwrap();
+        assert_eq!(
+            hook.secret.as_deref(),
+            Some("s"),
+            "the command webhook's secret by default"
+        );
+        assert_eq!(hook.timeout, Duration::from_millis(3000));
+        assert_eq!(
+            Settings::default().resolve().unwrap().auth.player_claim,
+            "sub"
+        );
+        for reserved in ["exp", "role", ""] {
+            let settings = Settings {
+                jwt_player_claim: Some(reserved.into()),
+                ..Default::default()
+            };
+            assert!(settings.resolve().is_err(), "{reserved:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dualconn::config::{LogFormat, Settings};
+use dualconn::config::{AllowedOrigins, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -99,6 +99,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
     let dev = config.auth.dev_mode();
+    let same_origin_only = config.allowed_origins == AllowedOrigins::SameOrigin;
     let app = dualconn::App::build(config).await?;
     let addr = app.local_addr();
     if dev {
@@ -115,6 +116,13 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
                 .first()
                 .map(String::as_str)
                 .unwrap_or("(configured)"),
+        );
+    }
+    if same_origin_only {
+        // A dev server's proxy (Vite with `changeOrigin: true`) sends its own origin, and its
+        // WebSocket is refused with 403; nothing else would tell the developer why.
+        tracing::info!(
+            "no DUALCONN_ALLOWED_ORIGINS set: WebSockets from pages of another origin are refused (403) and their API calls get no CORS grant; to allow a dev server or its proxy (e.g. Vite with changeOrigin), set its origin, e.g. DUALCONN_ALLOWED_ORIGINS=http://localhost:5173"
         );
     }
     tracing::info!(%addr, "listening");

@@ -24,6 +24,7 @@ use crate::commands::webhook::Webhook;
 use crate::commands::{CommandHandler, Runner};
 use crate::config::{Config, ConfigError};
 use crate::http::access::ConnectLimits;
+use crate::http::connect_hook::ConnectHook;
 use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
@@ -82,6 +83,12 @@ impl App {
         handler: Arc<dyn CommandHandler>,
     ) -> Result<App, BuildError> {
         let auth = Authenticator::new(&config.auth)?;
+        let connect_hook = config
+            .connect_webhook
+            .as_ref()
+            .map(ConnectHook::new)
+            .transpose()
+            .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
         let backplane = match &config.cluster {
             None => Backplane::Local,
             Some(settings) => Backplane::Redis(Arc::new(
@@ -111,6 +118,7 @@ impl App {
             auth_failures: AtomicU64::new(0),
             commands,
             metrics: http::Metrics::new(),
+            connect_hook,
         });
         let router = http::router(state.clone());
         Ok(App {

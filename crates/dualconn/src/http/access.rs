@@ -10,6 +10,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::AppState;
+use super::connect_hook::{Grant, Presented};
 use super::error::ApiError;
 use crate::auth::{AuthError, Principal};
 use crate::config::{AllowedOrigins, Rate};
@@ -74,6 +75,17 @@ fn credential<'a>(
     query.get("token").map(Cow::Borrowed)
 }
 
+/// Where a request that may be a player's came from, for the connect webhook.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    /// `websocket`, `sse` or `http`.
+    pub transport: &'static str,
+    /// The player a path names, unverified.
+    pub path_player: Option<&'a str>,
+    /// The peer's address, passed on to the backend.
+    pub ip: IpAddr,
+}
+
 impl AppState {
     /// Verifies the request's credential: 401 when it is missing or bad.
     pub fn authenticate(
@@ -86,16 +98,66 @@ impl AppState {
             None => Err(AuthError::Missing),
             Some(token) => self.auth.authenticate(&token),
         };
-        result.map_err(|e| {
-            self.auth_failures.fetch_add(1, Ordering::Relaxed);
-            let code = match e {
-                AuthError::Missing => "TOKEN_MISSING",
-                AuthError::Expired => "TOKEN_EXPIRED",
-                AuthError::Invalid(_) => "TOKEN_INVALID",
-            };
-            ApiError::unauthenticated(e.to_string())
-                .with_details(serde_json::json!({"error_code": code}))
-        })
+        result.map_err(|e| self.auth_error(e))
+    }
+
+    fn auth_error(&self, e: AuthError) -> ApiError {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let code = match e {
+            AuthError::Missing => "TOKEN_MISSING",
+            AuthError::Expired => "TOKEN_EXPIRED",
+            AuthError::Invalid(_) => "TOKEN_INVALID",
+        };
+        ApiError::unauthenticated(e.to_string())
+            .with_details(serde_json::json!({"error_code": code}))
+    }
+
+    /// As [`AppState::authenticate`], but credentials dualconn cannot verify itself (another
+    /// signer, an opaque token, a cookie) go to the connect webhook when one is configured.
+    /// Admin keys and dualconn's own tokens, valid or expired, never leave the process.
+    pub async fn authenticate_player(
+        &self,
+        headers: &HeaderMap,
+        query: &Query,
+        places: TokenPlaces,
+        caller: Caller<'_>,
+    ) -> Result<Grant, ApiError> {
+        let token = credential(headers, query, places);
+        let verified = match &token {
+            None => Err(AuthError::Missing),
+            Some(token) => self.auth.authenticate(token),
+        };
+        let cookie = headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .filter(|c| !c.is_empty());
+        match (verified, &self.connect_hook) {
+            (Ok(principal), _) => Ok(Grant {
+                principal,
+                greeting: Vec::new(),
+            }),
+            (Err(AuthError::Invalid(_)), Some(hook)) | (Err(AuthError::Missing), Some(hook))
+                if token.is_some() || cookie.is_some() =>
+            {
+                let grant = hook
+                    .ask(Presented {
+                        token: token.as_deref(),
+                        cookie,
+                        transport: caller.transport,
+                        path_player: caller.path_player,
+                        ip: caller.ip,
+                    })
+                    .await;
+                if grant
+                    .as_ref()
+                    .is_err_and(|e| e.status == axum::http::StatusCode::UNAUTHORIZED)
+                {
+                    self.auth_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                grant
+            }
+            (Err(e), _) => Err(self.auth_error(e)),
+        }
     }
 
     /// An admin, or 403.
@@ -109,13 +171,22 @@ impl AppState {
     }
 
     /// The player itself or an admin, or 403.
-    pub fn require_manager(
+    pub async fn require_manager(
         &self,
         headers: &HeaderMap,
         query: &Query,
         player: &str,
+        ip: IpAddr,
     ) -> Result<Principal, ApiError> {
-        let principal = self.authenticate(headers, query, TokenPlaces::Http)?;
+        let caller = Caller {
+            transport: "http",
+            path_player: Some(player),
+            ip,
+        };
+        let principal = self
+            .authenticate_player(headers, query, TokenPlaces::Http, caller)
+            .await?
+            .principal;
         if principal.may_manage(player) {
             Ok(principal)
         } else {

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
-use super::access::{Query, TokenPlaces, origin_allowed};
+use super::access::{Caller, Query, TokenPlaces, origin_allowed};
+use super::connect_hook::{Grant, Greeting};
 use super::error::ApiError;
 use crate::delivery::Delivery;
 use crate::hub::{ConnKind, Join, JoinError, PlayerId};
@@ -29,9 +30,11 @@ pub struct Admitted {
     pub expires: SystemTime,
     pub session_id: Option<String>,
     pub cursor: Option<u64>,
+    /// Events the connect webhook asked for, published once the connection has joined.
+    pub greeting: Vec<Greeting>,
 }
 
-pub fn admit(
+pub async fn admit(
     app: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
@@ -44,26 +47,43 @@ pub fn admit(
         ConnKind::WebSocket => TokenPlaces::WebSocket,
         ConnKind::Sse => TokenPlaces::Http,
     };
-    let principal = app.authenticate(headers, query, places)?;
+    let caller = Caller {
+        transport: kind.as_str(),
+        path_player: match &path {
+            PathPlayer::Path(p) => *p,
+            PathPlayer::FromToken => None,
+        },
+        ip: peer.ip(),
+    };
+    let Grant {
+        principal,
+        greeting,
+    } = app
+        .authenticate_player(headers, query, places, caller)
+        .await?;
     let Some((player, expires)) = principal.stream_player() else {
         return Err(ApiError::forbidden(
             "an admin API key cannot open a player stream; use a player token",
         ));
     };
+    // From here on the player is known, and every refusal's log line names it.
+    let known = |e: ApiError| e.with_player(player);
     if let PathPlayer::Path(path) = path
         && path != Some(&**player)
     {
-        return Err(ApiError::forbidden("the token is for another player"));
+        return Err(known(ApiError::forbidden(
+            "the token is for another player",
+        )));
     }
     if kind == ConnKind::WebSocket && !origin_allowed(&app.config.allowed_origins, headers) {
-        return Err(ApiError::forbidden("this Origin is not allowed"));
+        return Err(known(ApiError::forbidden("this Origin is not allowed")));
     }
     let session_id = match query.get("session_id") {
         Some(id) if valid_session_id(id) => Some(id.to_owned()),
         Some(_) => {
-            return Err(ApiError::validation(
+            return Err(known(ApiError::validation(
                 "session_id must match ^[A-Za-z0-9_.:-]{1,128}$",
-            ));
+            )));
         }
         None => None,
     };
@@ -80,13 +100,15 @@ pub fn admit(
             raw.parse::<u64>()
                 .map_err(|_| ApiError::validation("last_event_id must be a sequence number"))
         })
-        .transpose()?;
-    app.limits.check_player(player)?;
+        .transpose()
+        .map_err(known)?;
+    app.limits.check_player(player).map_err(known)?;
     Ok(Admitted {
         player: player.clone(),
         expires,
         session_id,
         cursor,
+        greeting,
     })
 }
 

@@ -1,11 +1,13 @@
 //! The one error shape on every HTTP error (SPEC §2), and the fallbacks that use it.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::refusals::Refusal;
 use crate::wire::{self, ErrorBody};
 
 /// An error a handler returns; it renders as `{"error": true, "error_type", ...}`.
@@ -15,8 +17,10 @@ pub struct ApiError {
     pub error_type: &'static str,
     pub message: Cow<'static, str>,
     pub details: serde_json::Value,
-    /// Whole seconds, for 429 answers.
+    /// Whole seconds, for 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// The player refused, once known, for the refusal's log line.
+    pub player: Option<Arc<str>>,
 }
 
 impl ApiError {
@@ -31,7 +35,13 @@ impl ApiError {
             message: message.into(),
             details: serde_json::json!({}),
             retry_after: None,
+            player: None,
         }
+    }
+
+    pub fn with_player(mut self, player: &Arc<str>) -> ApiError {
+        self.player = Some(player.clone());
+        self
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
@@ -97,6 +107,10 @@ impl IntoResponse for ApiError {
             timestamp: wire::timestamp(SystemTime::now()),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Refusal {
+            error_type: self.error_type,
+            player: self.player,
+        });
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

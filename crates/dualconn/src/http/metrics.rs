@@ -103,6 +103,10 @@ impl Metrics {
                 "Requests refused for a missing or bad credential",
             ),
             d(
+                "dualconn_refusals_total",
+                "Refused requests and connections, by error type and status",
+            ),
+            d(
                 "dualconn_session_replacements_total",
                 "Connections ended by a new session",
             ),
@@ -125,6 +129,19 @@ impl Metrics {
             ConnKind::WebSocket => self.ws_establishment.record(took.as_secs_f64()),
             ConnKind::Sse => self.sse_establishment.record(took.as_secs_f64()),
         }
+    }
+
+    /// Counts one refused request. Both labels come from small fixed sets (error types, HTTP
+    /// statuses), so the series stay few.
+    pub fn count_refusal(&self, error_type: &'static str, status: axum::http::StatusCode) {
+        let key = Key::from_parts(
+            "dualconn_refusals_total",
+            vec![
+                Label::new("reason", error_type),
+                Label::new("status", status.as_u16().to_string()),
+            ],
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
     }
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Counter {

@@ -3,10 +3,12 @@
 pub mod access;
 pub use metrics::Metrics;
 mod admit;
+pub mod connect_hook;
 pub mod error;
 mod metrics;
 mod monitoring;
 mod pages;
+mod refusals;
 mod rest;
 pub mod sse;
 pub mod ws;
@@ -18,11 +20,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::routing::{get, post};
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::auth::Authenticator;
@@ -48,6 +50,8 @@ pub struct Shared {
     pub commands: crate::commands::Runner,
     /// The Prometheus exporter behind `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Asked who a player is when the credentials are not dualconn's own tokens.
+    pub connect_hook: Option<connect_hook::ConnectHook>,
 }
 
 impl Deref for AppState {
@@ -71,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/{player_id}", get(ws::deprecated))
         .route("/sse/{player_id}", get(sse::by_path))
         .route("/api/events", get(sse::by_token))
+        .route("/api/events/{player_id}", get(sse::deprecated))
         // A static segment outranks `{player_id}`, so `stats` is never taken for a player.
         .route("/api/connections/stats", get(rest::stats))
         .route("/api/connections/{player_id}", get(rest::connection_info))
@@ -92,7 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/monitoring/players", get(monitoring::players))
         .route("/metrics", get(monitoring::metrics))
         .route("/health/live", get(rest::live))
-        .route("/health/ready", get(rest::ready));
+        .route("/health/ready", get(rest::ready))
+        .route("/api/monitoring/health", get(rest::deprecated_health));
     if state.config.auth.dev_mode() {
         api = api
             .route("/auth/dev-token", post(rest::dev_token))
@@ -111,12 +117,27 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.config.max_body_bytes,
             refuse_declared_oversize,
-        ));
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), refusals::log));
     let api = match cors(&state.config.allowed_origins) {
         Some(cors) => api.layer(cors),
         None => api,
     };
     api.with_state(state)
+}
+
+/// When the deprecated paths were deprecated (RFC 9745 `@<unix time>`): 2025-01-01.
+const DEPRECATED_AT: &str = "@1735689600";
+
+/// Marks an answer from a deprecated path (SPEC §12.19): `Deprecation`, and a `Link` to the
+/// path that replaces it (a header value such as `</api/ws>; rel="successor-version"`).
+pub fn deprecate(response: &mut axum::response::Response, link: &'static str) {
+    let h = response.headers_mut();
+    h.insert(
+        "deprecation",
+        axum::http::HeaderValue::from_static(DEPRECATED_AT),
+    );
+    h.insert("link", axum::http::HeaderValue::from_static(link));
 }
 
 /// Longest wait for the next piece of a request body.
@@ -142,15 +163,28 @@ async fn refuse_declared_oversize(
 }
 
 /// CORS for the REST and SSE routes (SPEC §12.24); none when only the same origin may call.
+///
+/// Listed origins may send credentials (`EventSource(url, {withCredentials: true})`, cookies):
+/// the browser needs `Access-Control-Allow-Credentials: true` for that. It is never sent with
+/// `*`, which browsers refuse in that combination anyway.
 fn cors(allowed: &AllowedOrigins) -> Option<CorsLayer> {
-    let origins = match allowed {
+    let (origins, credentials) = match allowed {
         AllowedOrigins::SameOrigin => return None,
-        AllowedOrigins::Any => AllowOrigin::any(),
-        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| o.parse().ok())),
+        AllowedOrigins::Any => (AllowOrigin::any(), AllowCredentials::from(false)),
+        AllowedOrigins::List(list) => {
+            let list: Arc<[HeaderValue]> = list.iter().filter_map(|o| o.parse().ok()).collect();
+            let granted = list.clone();
+            (
+                AllowOrigin::list(list.iter().cloned()),
+                // Only with the origin it grants: a refused origin gets no CORS header at all.
+                AllowCredentials::predicate(move |origin, _| granted.contains(origin)),
+            )
+        }
     };
     Some(
         CorsLayer::new()
             .allow_origin(origins)
+            .allow_credentials(credentials)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([
                 header::AUTHORIZATION,

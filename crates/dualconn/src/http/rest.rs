@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::AppState;
-use super::access::{Query, TokenPlaces};
+use super::access::{Caller, Query, TokenPlaces};
 use super::admit::valid_session_id;
 use super::error::ApiError;
 use crate::auth::valid_player_id;
@@ -66,13 +66,15 @@ fn now() -> String {
 /// `POST /api/connections/{player_id}/session`
 pub async fn new_session(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<wire::NewSessionResponse>> {
     let query = Query::parse(uri.query());
-    app.require_manager(&headers, &query, raw_player(&path))?;
+    app.require_manager(&headers, &query, raw_player(&path), peer.ip())
+        .await?;
     let player = path_player(path)?;
     let body: Option<serde_json::Value> = json_body(body)?;
     let requested = match &body {
@@ -109,12 +111,14 @@ pub async fn new_session(
 /// `GET /api/connections/{player_id}/session`
 pub async fn get_session(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Json<wire::SessionInfo>> {
     let query = Query::parse(uri.query());
-    app.require_manager(&headers, &query, raw_player(&path))?;
+    app.require_manager(&headers, &query, raw_player(&path), peer.ip())
+        .await?;
     let player = path_player(path)?;
     let session = app
         .hub
@@ -141,12 +145,14 @@ pub async fn get_session(
 /// `GET /api/connections/{player_id}`
 pub async fn connection_info(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Json<wire::ConnectionInfo>> {
     let query = Query::parse(uri.query());
-    app.require_manager(&headers, &query, raw_player(&path))?;
+    app.require_manager(&headers, &query, raw_player(&path), peer.ip())
+        .await?;
     let player = path_player(path)?;
     let snap = app
         .hub
@@ -330,7 +336,7 @@ fn published_entry(id: &str, p: crate::hub::Published) -> wire::PublishedEvent {
     }
 }
 
-fn valid_event_type(t: &str) -> bool {
+pub(super) fn valid_event_type(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
@@ -368,11 +374,25 @@ pub async fn dev_token(
 /// `POST /api/commands`: a command without a WebSocket, for SSE-only clients (SPEC §7).
 pub async fn command(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let principal = app.authenticate(&headers, &Query::parse(uri.query()), TokenPlaces::Http)?;
+    let caller = Caller {
+        transport: "http",
+        path_player: None,
+        ip: peer.ip(),
+    };
+    let principal = app
+        .authenticate_player(
+            &headers,
+            &Query::parse(uri.query()),
+            TokenPlaces::Http,
+            caller,
+        )
+        .await?
+        .principal;
     let Some((player, _)) = principal.stream_player() else {
         return Err(ApiError::forbidden(
             "commands come from players; use a player token",
@@ -437,6 +457,14 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     } else {
         Json(serde_json::json!({"status": "ready"})).into_response()
     }
+}
+
+/// `GET /api/monitoring/health`: where an older game's client looks. Deprecated; it answers as
+/// `/health/ready` does.
+pub async fn deprecated_health(app: State<AppState>) -> Response {
+    let mut response = ready(app).await;
+    super::deprecate(&mut response, "</health/ready>; rel=\"successor-version\"");
+    response
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
+use super::connect_hook;
 use super::error::ApiError;
 use crate::delivery::{Delivery, Next};
 use crate::hub::{Conn, ConnKind, Frame};
@@ -37,6 +38,21 @@ pub async fn by_path(
     open(&app, peer, &headers, &uri, player, watch)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/events/{player_id}`: the path an older game's client uses. Deprecated, and the
+/// same as `/sse/{player_id}`: the path must name the token's player.
+pub async fn deprecated(
+    app: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    path: Result<Path<String>, PathRejection>,
+    watch: Option<Extension<SlowReaderWatch>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let mut response = by_path(app, peer, path, watch, headers, uri).await;
+    super::deprecate(&mut response, "</api/events>; rel=\"successor-version\"");
+    response
 }
 
 /// `GET /api/events`: the player comes from the token.
@@ -62,8 +78,9 @@ async fn open(
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
-    let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse)?;
+    let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse).await?;
     let delivery = join(app, &admitted, ConnKind::Sse).await?;
+    connect_hook::greet(&app.hub, &admitted.player, &admitted.greeting).await;
     if let Some(Extension(watch)) = watch {
         watch.watch(delivery.conn().clone());
     }

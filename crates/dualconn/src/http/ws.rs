@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
@@ -24,14 +24,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
+use super::connect_hook;
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
 use crate::hub::{CloseReason, ConnKind};
 use crate::wire::{self, InboundKind, local};
-
-/// When the deprecated paths were deprecated (RFC 9745 `@<unix time>`): 2025-01-01.
-const DEPRECATED_AT: &str = "@1735689600";
 
 /// `GET /api/ws`: the player comes from the token.
 pub async fn preferred(
@@ -61,12 +59,7 @@ pub async fn deprecated(
     let mut response = open(&app, peer, &headers, &uri, player, ws)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    let h = response.headers_mut();
-    h.insert("deprecation", HeaderValue::from_static(DEPRECATED_AT));
-    h.insert(
-        "link",
-        HeaderValue::from_static("</api/ws>; rel=\"successor-version\""),
-    );
+    super::deprecate(&mut response, "</api/ws>; rel=\"successor-version\"");
     response
 }
 
@@ -80,7 +73,7 @@ async fn open(
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
-    let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket)?;
+    let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket).await?;
     let ws =
         ws.map_err(|e| ApiError::validation(format!("not a valid WebSocket handshake: {e}")))?;
     if !valid_key(headers) {
@@ -89,6 +82,7 @@ async fn open(
         ));
     }
     let delivery = join(app, &admitted, ConnKind::WebSocket).await?;
+    connect_hook::greet(&app.hub, &admitted.player, &admitted.greeting).await;
     let options = Options {
         ping_interval: app.config.ping_interval,
         write_timeout: WRITE_TIMEOUT,

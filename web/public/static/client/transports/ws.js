@@ -34,6 +34,9 @@ export function openWebSocket(Ctor, url, token, cb) {
                 return;
             done = true;
             detach(socket);
+            // Node's `ws` emits an error when a socket still CONNECTING is closed, and an error with no
+            // listener is thrown; the socket is being abandoned, so that error means nothing.
+            socket.onerror = () => { };
             try {
                 socket.close(1000, 'client closing');
             }
