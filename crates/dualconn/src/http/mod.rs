@@ -6,6 +6,7 @@ mod admit;
 pub mod error;
 mod metrics;
 mod monitoring;
+pub mod openapi;
 mod pages;
 mod rest;
 pub mod sse;
@@ -92,7 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/monitoring/players", get(monitoring::players))
         .route("/metrics", get(monitoring::metrics))
         .route("/health/live", get(rest::live))
-        .route("/health/ready", get(rest::ready));
+        .route("/health/ready", get(rest::ready))
+        .route("/openapi.json", get(openapi::openapi_json));
     if state.config.auth.dev_mode() {
         api = api
             .route("/auth/dev-token", post(rest::dev_token))
