@@ -145,6 +145,7 @@ pub struct ErrorBody {
 pub struct PublishRequest {
     /// 1 to 10000 player ids; give this or `"broadcast": true`, not both.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 10000)]
     pub player_ids: Option<Vec<String>>,
     /// Send to every player online now, instead of `player_ids`.
     #[serde(default)]

@@ -73,7 +73,7 @@ fn now() -> String {
     description = "Ends every connection of the player with `session_terminated` (WebSocket close 4001, SSE end) and makes a new session current. The body is optional.",
     params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
     request_body(content = Option<super::openapi::NewSessionRequest>, content_type = "application/json"),
-    security(("player_jwt" = []), ("admin_key" = []), ("token_query" = [])),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
     responses(
         (status = 200, description = "The new session", body = wire::NewSessionResponse),
         (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
@@ -131,7 +131,7 @@ pub async fn new_session(
     tag = "connections",
     summary = "The player's current session",
     params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
-    security(("player_jwt" = []), ("admin_key" = []), ("token_query" = [])),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
     responses(
         (status = 200, description = "The current session", body = wire::SessionInfo),
         (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
@@ -177,7 +177,7 @@ pub async fn get_session(
     summary = "The player's connections, presence and health",
     description = "Answers for any valid player id, including one never seen (offline, no connections).",
     params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
-    security(("player_jwt" = []), ("admin_key" = []), ("token_query" = [])),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
     responses(
         (status = 200, description = "Connections by transport, presence and health", body = wire::ConnectionInfo),
         (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
