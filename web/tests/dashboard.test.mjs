@@ -225,7 +225,10 @@ async function waitForLegend(page, chartId, expected) {
     },
     { chartId, expected },
     { timeout: WAIT },
-  );
+  ).catch(async (err) => {
+    const legend = await page.evaluate((id) => document.querySelector(`#${id} .u-legend`)?.outerHTML, chartId);
+    throw new Error(`${err.message}\nwanted ${JSON.stringify(expected)} in ${legend}`);
+  });
 }
 
 /** How many pixels of each colour the chart's canvas holds (antialiased edges count if close). */

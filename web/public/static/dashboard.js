@@ -350,18 +350,20 @@ const STYLES = [
 
 // The legend shows each series' latest value, so equal lines read as equal numbers.
 function showCurrent(chart) {
-  const rows = chart.root.querySelectorAll(".u-legend .u-series");
-  chart.series.forEach((series, i) => {
-    if (i === 0 || !rows[i]) return;
-    let cell = rows[i].querySelector(".current");
+  // Rows are matched by label: a non-live legend has no row for the time axis.
+  for (const row of chart.root.querySelectorAll(".u-legend .u-series")) {
+    const label = row.querySelector(".u-label");
+    const i = chart.series.findIndex((s, k) => k > 0 && s.label === label?.textContent);
+    if (i < 0) continue;
+    let cell = row.querySelector(".current");
     if (!cell) {
       cell = el("span", "current");
-      rows[i].querySelector(".u-label")?.after(cell);
+      label.after(cell);
     }
     const values = chart.data[i] ?? [];
     const last = values.length ? values[values.length - 1] : null;
-    cell.textContent = last == null ? "—" : series.format(last);
-  });
+    cell.textContent = last == null ? "—" : chart.series[i].format(last);
+  }
 }
 
 function plain(v) {
@@ -393,7 +395,11 @@ function makeChart(id, series, { yRange, yValues } = {}) {
   const chart = new uPlot(opts, [[], ...series.map(() => [])], host);
   const legendHeight = () => chart.root.querySelector(".u-legend")?.offsetHeight ?? 0;
   const fit = () => chart.setSize({ width: Math.max(host.clientWidth, 200), height: 200 - legendHeight() });
-  new ResizeObserver(fit).observe(host);
+  const resized = new ResizeObserver(fit);
+  resized.observe(host);
+  // The legend grows when its current values first appear or wrap; the plot gives way.
+  const legend = chart.root.querySelector(".u-legend");
+  if (legend) resized.observe(legend);
   fit();
   return chart;
 }
