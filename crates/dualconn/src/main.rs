@@ -26,6 +26,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start-up; boxing the settings would only make clap's flatten awkward.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server. With no signing key configured it runs in dev mode.
     #[command(after_help = LOG_HELP)]
