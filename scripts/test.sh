@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README): every Rust test, then the client's, the Python SDK's, the browser
-# tests and the benchmark smoke, on a fresh machine. Each part installs what it needs.
+# tests, the benchmark smoke, the API test and the README's commands, on a fresh machine. Each
+# part installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,9 @@ bash scripts/client-test.sh
 # The Python SDK against the debug binary built above.
 bash scripts/python-sdk-test.sh
 
-# The browser tests and the benchmark smoke drive the debug binary built above.
-for part in scripts/browser-test.sh scripts/bench-smoke.sh; do
+# These drive the debug binary built above: the browser tests, the benchmark smoke, the
+# schema-driven API test (schemathesis from docs/openapi.json) and the README's commands.
+for part in scripts/browser-test.sh scripts/bench-smoke.sh scripts/api-test.sh scripts/readme-test.sh; do
   if [ -f "$part" ]; then
     bash "$part"
   fi

@@ -213,6 +213,46 @@ after(async () => {
   await stopServer();
 });
 
+/** Waits until a chart's legend shows these current values, by series label. */
+async function waitForLegend(page, chartId, expected) {
+  await page.waitForFunction(
+    ({ chartId, expected }) => {
+      const rows = [...document.querySelectorAll(`#${chartId} .u-legend .u-series`)];
+      const shown = Object.fromEntries(
+        rows.map((r) => [r.querySelector(".u-label")?.textContent, r.querySelector(".current")?.textContent]),
+      );
+      return Object.entries(expected).every(([label, value]) => shown[label] === value);
+    },
+    { chartId, expected },
+    { timeout: WAIT },
+  ).catch(async (err) => {
+    const legend = await page.evaluate((id) => document.querySelector(`#${id} .u-legend`)?.outerHTML, chartId);
+    throw new Error(`${err.message}\nwanted ${JSON.stringify(expected)} in ${legend}`);
+  });
+}
+
+/** How many pixels of each colour the chart's canvas holds (antialiased edges count if close). */
+async function strokePixels(page, chartId, colors) {
+  return page.evaluate(
+    ({ chartId, colors }) => {
+      const canvas = document.querySelector(`#${chartId} canvas`);
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+      const targets = Object.entries(colors).map(([name, hex]) => [name, rgb(hex)]);
+      const counts = Object.fromEntries(targets.map(([name]) => [name, 0]));
+      for (let p = 0; p < data.length; p += 4) {
+        for (const [name, [r, g, b]] of targets) {
+          if (Math.abs(data[p] - r) < 24 && Math.abs(data[p + 1] - g) < 24 && Math.abs(data[p + 2] - b) < 24) {
+            counts[name]++;
+          }
+        }
+      }
+      return counts;
+    },
+    { chartId, colors },
+  );
+}
+
 test("the dashboard signs itself in and follows connections as they open and close", async () => {
   const context = await browser.newContext({ viewport: { width: 1360, height: 820 } });
   const page = await context.newPage();
@@ -244,9 +284,22 @@ test("the dashboard signs itself in and follows connections as they open and clo
   // alice: two WebSockets and an SSE stream (dual); bob: one WebSocket.
   const [aliceToken, bobToken] = await Promise.all([devToken("alice"), devToken("bob")]);
   const aliceWs1 = await openWebSocket(aliceToken);
+  const aliceSse = await openSse(aliceToken);
+
+  // One WebSocket and one SSE stream: equal values, and both lines must still show, with the
+  // legend saying 1 for each.
+  await waitForFigure(page, "ws-connections", "===", 1);
+  await waitForFigure(page, "sse-connections", "===", 1);
+  await waitForLegend(page, "chart-connections", { WebSocket: "1", SSE: "1" });
+  const shown = await strokePixels(page, "chart-connections", { ws: "#4ea1ff", sse: "#f2a93b" });
+  assert.ok(shown.ws > 20 && shown.sse > 20, `both series drawn: ${JSON.stringify(shown)}`);
+  const styles = await page.evaluate(() =>
+    window.dashboardCharts.connections.series.slice(1).map((s) => `${s.width}/${s.dash ?? "solid"}`),
+  );
+  assert.equal(new Set(styles).size, styles.length, `distinct styles: ${styles}`);
+
   const aliceWs2 = await openWebSocket(aliceToken);
   const bobWs = await openWebSocket(bobToken);
-  const aliceSse = await openSse(aliceToken);
 
   await waitForFigure(page, "ws-connections", "===", 3);
   await waitForFigure(page, "sse-connections", "===", 1);

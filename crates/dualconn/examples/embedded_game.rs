@@ -1,5 +1,6 @@
 //! A Rust game that embeds dualconn: its own command handler, and events published from game
-//! logic. Run it with `cargo run --example embedded_game`, then connect with the token it prints:
+//! logic. Run it with `cargo run -p dualconn --example embedded_game`, then connect with the
+//! token it prints:
 //!
 //! ```text
 //! websocat -H 'Sec-WebSocket-Protocol: bearer, <token>' ws://127.0.0.1:<port>/api/ws

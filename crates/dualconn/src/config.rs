@@ -75,7 +75,7 @@ pub struct Settings {
     /// Idle time after which a player with no connections is forgotten, in seconds [default: 86400]
     #[arg(long, env = "DUALCONN_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
-    /// Largest inbound WebSocket message, in bytes [default: 65536]
+    /// Largest inbound WebSocket message or POST /api/commands body, in bytes [default: 65536]
     #[arg(long, env = "DUALCONN_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
     /// Largest HTTP request body, in bytes [default: 262144]
@@ -124,7 +124,7 @@ pub struct Settings {
     /// This node's id in the cluster, unique per node [default: random]
     #[arg(long, env = "DUALCONN_NODE_ID")]
     pub node_id: Option<String>,
-    /// Log format: `text` or `json` [default: text]
+    /// Log format: `text` or `json`; DUALCONN_LOG filters, e.g. `debug` [default: text]
     #[arg(long, env = "DUALCONN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 }
@@ -151,6 +151,13 @@ pub enum ConfigError {
     },
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// A value out of range. `key` is the TOML key; the command line names it the way the
+    /// user gave it (flag, variable or file key), which only it knows.
+    #[error("{key} {problem}")]
+    Setting {
+        key: &'static str,
+        problem: &'static str,
+    },
 }
 
 /// Where player tokens' signatures come from.
@@ -344,9 +351,10 @@ impl Settings {
             }
             (Some(secret), None) => {
                 if secret.len() < 32 {
-                    return Err(ConfigError::Invalid(
-                        "DUALCONN_JWT_SECRET must be at least 32 bytes".into(),
-                    ));
+                    return Err(ConfigError::Setting {
+                        key: "jwt_secret",
+                        problem: "must be at least 32 bytes",
+                    });
                 }
                 KeySource::Secret(secret.into_bytes())
             }
@@ -366,9 +374,10 @@ impl Settings {
             .map(str::to_owned)
             .collect();
         if admin_keys.iter().any(|k| k.len() < 16) {
-            return Err(ConfigError::Invalid(
-                "every admin key must be at least 16 characters".into(),
-            ));
+            return Err(ConfigError::Setting {
+                key: "admin_keys",
+                problem: "must each be at least 16 characters",
+            });
         }
         if admin_keys.is_empty() && matches!(keys, KeySource::Dev { .. }) {
             admin_keys.push(format!("dev-admin-{}", crate::random::token()));
@@ -419,11 +428,12 @@ impl Settings {
             )));
         }
         let secs = Duration::from_secs;
-        let positive = |name: &str, v: u64| {
+        let positive = |key: &'static str, v: u64| {
             if v == 0 {
-                Err(ConfigError::Invalid(format!(
-                    "{name} must be greater than 0"
-                )))
+                Err(ConfigError::Setting {
+                    key,
+                    problem: "must be greater than 0",
+                })
             } else {
                 Ok(v)
             }

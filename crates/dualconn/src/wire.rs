@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// RFC 3339 UTC with milliseconds, the one timestamp format on the wire.
 pub fn timestamp(at: SystemTime) -> String {
@@ -172,44 +173,64 @@ pub struct Empty {}
 // ---- REST bodies -------------------------------------------------------------------------
 
 /// `{"error": true, ...}`: the one error shape on every HTTP error.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, ToSchema)]
 pub struct ErrorBody {
+    /// Always `true`, so a client can tell an error from an answer by one key.
     pub error: bool,
+    /// `validation_error`, `authentication_error`, `authorization_error`, `not_found_error`,
+    /// `session_error`, `rate_limit_error`, `connection_error` or `system_error`.
+    #[schema(example = "validation_error")]
     pub error_type: String,
+    /// For people; clients branch on `error_type` and `details`, never on this text.
     pub message: String,
+    /// Machine-readable specifics, e.g. `error_code` on 401 or `retry_after_seconds` on 429.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// RFC 3339 UTC with milliseconds.
     pub timestamp: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
+    /// 1 to 10000 player ids; give this or `"broadcast": true`, not both.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 10000)]
     pub player_ids: Option<Vec<String>>,
+    /// Send to every player online now, instead of `player_ids`.
     #[serde(default)]
     pub broadcast: bool,
+    /// `^[A-Za-z0-9_.:-]{1,64}$`, and not one of the connection-local event types.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub event_type: String,
+    /// Any JSON; `{}` when absent.
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub data: Option<Box<RawValue>>,
+    /// Copied into the event envelope for the client's routing.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     pub room_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PublishResponse {
     pub success: bool,
     pub events: Vec<PublishedEvent>,
     pub timestamp: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PublishedEvent {
     pub player_id: String,
+    /// The event's number in this player's stream (the SSE `id:`).
     pub sequence_number: u64,
+    /// Connections the event was queued on; 0 when the player is offline (it is still kept
+    /// in history for resume).
     pub connections: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct NewSessionResponse {
     pub success: bool,
     pub message: &'static str,
@@ -218,7 +239,7 @@ pub struct NewSessionResponse {
     pub timestamp: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionInfo {
     pub player_id: String,
     pub session_id: String,
@@ -227,7 +248,7 @@ pub struct SessionInfo {
     pub connection_types: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ConnectionInfo {
     pub player_id: String,
     pub session_id: Option<String>,
@@ -236,34 +257,34 @@ pub struct ConnectionInfo {
     pub health: PlayerHealth,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TransportConnections {
     pub websocket: TransportInfo,
     pub sse: TransportInfo,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TransportInfo {
     pub count: usize,
     pub connection_ids: Vec<String>,
     pub last_activity: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Presence {
     pub status: &'static str,
     pub last_seen: Option<String>,
     pub total_connections: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PlayerHealth {
     pub overall_health: &'static str,
     pub websocket_health: &'static str,
     pub sse_health: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StatsResponse {
     pub total_players: usize,
     pub total_connections: usize,
@@ -272,20 +293,20 @@ pub struct StatsResponse {
     pub health_statistics: HealthStatistics,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ConnectionDistribution {
     pub websocket_only: usize,
     pub sse_only: usize,
     pub dual_connections: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionStatistics {
     pub total_sessions: usize,
     pub average_connections_per_session: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HealthStatistics {
     pub healthy_connections: usize,
     pub unhealthy_connections: usize,
@@ -294,14 +315,14 @@ pub struct HealthStatistics {
 
 // ---- Monitoring (reference "Monitoring Endpoints") -----------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DualConnectionsResponse {
     pub connection_distribution: DualDistribution,
     pub connection_health: HealthFigures,
     pub session_analytics: SessionAnalytics,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DualDistribution {
     pub total_players: usize,
     pub dual_connection_players: usize,
@@ -310,7 +331,7 @@ pub struct DualDistribution {
     pub dual_connection_percentage: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HealthFigures {
     pub total_connections: usize,
     pub healthy_connections: usize,
@@ -318,21 +339,21 @@ pub struct HealthFigures {
     pub health_percentage: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionAnalytics {
     pub total_sessions: usize,
     pub sessions_with_connections: usize,
     pub average_connections_per_session: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PerformanceResponse {
     pub connection_establishment: EstablishmentFigures,
     pub message_delivery: DeliveryFigures,
     pub timestamp: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EstablishmentFigures {
     pub total_connections: u64,
     pub websocket_connections: u64,
@@ -343,7 +364,7 @@ pub struct EstablishmentFigures {
     pub max_sse_establishment_ms: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryFigures {
     pub total_messages_sent: u64,
     pub successful_deliveries: u64,
@@ -353,20 +374,20 @@ pub struct DeliveryFigures {
     pub slow_consumer_disconnects: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ConnectionHealthResponse {
     pub overall_health: HealthFigures,
     pub connection_type_health: TypeHealth,
     pub health_trends: HealthTrendFigures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TypeHealth {
     pub websocket: TypeHealthFigures,
     pub sse: TypeHealthFigures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TypeHealthFigures {
     pub total: usize,
     pub healthy: usize,
@@ -374,21 +395,21 @@ pub struct TypeHealthFigures {
     pub health_percentage: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HealthTrendFigures {
     pub last_hour_health_percentage: f64,
     pub last_24_hours_health_percentage: f64,
 }
 
 /// `GET /monitoring/players`: not in the reference; the dashboard's player list.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PlayersResponse {
     pub players: Vec<PlayerEntry>,
     pub total_players: usize,
     pub truncated: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PlayerEntry {
     pub player_id: String,
     pub session_id: Option<String>,
@@ -396,7 +417,7 @@ pub struct PlayerEntry {
     pub connections: Vec<ConnectionEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ConnectionEntry {
     pub connection_id: String,
     pub connection_type: &'static str,
@@ -405,13 +426,14 @@ pub struct ConnectionEntry {
     pub opened_at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevTokenRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,128}$")]
     pub player_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DevTokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

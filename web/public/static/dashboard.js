@@ -93,7 +93,11 @@ function signIn(key, mode, { retryDev = false } = {}) {
   $("auth-mode").textContent = mode === "dev" ? "· dev mode (key from this machine)" : "· admin key";
   document.body.dataset.auth = mode;
   setStatus("connecting…", "starting");
-  if (!state.charts) state.charts = makeCharts();
+  if (!state.charts) {
+    state.charts = makeCharts();
+    // The browser test reads each series' style from here.
+    window.dashboardCharts = state.charts;
+  }
   state.lastPerf = null;
   state.generation += 1;
   schedule(0);
@@ -260,6 +264,7 @@ function render({ dual, health, perf, players }) {
   c.health.setData([d.t, d.health, d.h1, d.h24]);
   c.deliveries.setData([d.t, d.okPerSec, d.failedPerSec]);
   c.establishment.setData([d.t, d.wsAvg, d.wsMax, d.sseAvg, d.sseMax]);
+  for (const chart of Object.values(c)) showCurrent(chart);
 
   renderPlayers(players, now);
 }
@@ -330,7 +335,39 @@ const AXIS = {
 const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
 function line(label, stroke, extra = {}) {
-  return { label, stroke, width: 2, points: { show: false }, spanGaps: false, ...extra };
+  return { label, stroke, points: { show: false }, spanGaps: false, ...extra };
+}
+
+// Series in one chart often hold equal values (one WebSocket and one SSE stream). Each later
+// series is thinner and dashed differently, and uPlot draws them in order, so a line on top of
+// another never hides it: the wide solid one shows around the dashes of the next.
+const STYLES = [
+  { width: 4 },
+  { width: 2, dash: [8, 5] },
+  { width: 1.5, dash: [2, 3] },
+  { width: 1.5, dash: [10, 3, 2, 3] },
+];
+
+// The legend shows each series' latest value, so equal lines read as equal numbers.
+function showCurrent(chart) {
+  // Rows are matched by label: a non-live legend has no row for the time axis.
+  for (const row of chart.root.querySelectorAll(".u-legend .u-series")) {
+    const label = row.querySelector(".u-label");
+    const i = chart.series.findIndex((s, k) => k > 0 && s.label === label?.textContent);
+    if (i < 0) continue;
+    let cell = row.querySelector(".current");
+    if (!cell) {
+      cell = el("span", "current");
+      label.after(cell);
+    }
+    const values = chart.data[i] ?? [];
+    const last = values.length ? values[values.length - 1] : null;
+    cell.textContent = last == null ? "—" : chart.series[i].format(last);
+  }
+}
+
+function plain(v) {
+  return Number.isInteger(v) ? `${v}` : `${+v.toFixed(2)}`;
 }
 
 function makeChart(id, series, { yRange, yValues } = {}) {
@@ -339,7 +376,11 @@ function makeChart(id, series, { yRange, yValues } = {}) {
     width: Math.max(host.clientWidth, 200),
     height: host.clientHeight || 200,
     cursor: { drag: { x: false, y: false } },
-    legend: { live: false },
+    legend: {
+      live: false,
+      // The legend's swatch shows the line's style too, not only its colour.
+      markers: { dash: (u, i) => (!u.series[i].dash ? "solid" : u.series[i].dash[0] <= 2 ? "dotted" : "dashed") },
+    },
     scales: {
       x: { time: true },
       y: { range: yRange ?? ((u, min, max) => [0, Math.max(3, Math.ceil((max || 0) * 1.2))]) },
@@ -349,12 +390,16 @@ function makeChart(id, series, { yRange, yValues } = {}) {
       { ...AXIS, space: 70, incrs: TIME_INCRS },
       { ...AXIS, size: 48, values: yValues ?? ((u, vals) => vals.map((v) => (Number.isInteger(v) ? v : ""))) },
     ],
-    series: [{}, ...series],
+    series: [{}, ...series.map((s, i) => ({ ...STYLES[i % STYLES.length], format: plain, ...s }))],
   };
   const chart = new uPlot(opts, [[], ...series.map(() => [])], host);
   const legendHeight = () => chart.root.querySelector(".u-legend")?.offsetHeight ?? 0;
   const fit = () => chart.setSize({ width: Math.max(host.clientWidth, 200), height: 200 - legendHeight() });
-  new ResizeObserver(fit).observe(host);
+  const resized = new ResizeObserver(fit);
+  resized.observe(host);
+  // The legend grows when its current values first appear or wrap; the plot gives way.
+  const legend = chart.root.querySelector(".u-legend");
+  if (legend) resized.observe(legend);
   fit();
   return chart;
 }
@@ -373,9 +418,9 @@ function makeCharts() {
     health: makeChart(
       "chart-health",
       [
-        line("now %", COLORS.ok),
-        line("last hour %", COLORS.h1, { dash: [6, 4] }),
-        line("last 24 h %", COLORS.h24, { dash: [2, 4] }),
+        line("now %", COLORS.ok, { format: fmtPct }),
+        line("last hour %", COLORS.h1, { format: fmtPct }),
+        line("last 24 h %", COLORS.h24, { format: fmtPct }),
       ],
       {
         yRange: (u, min) => [Math.min(90, Math.floor(((min ?? 100) - 5) / 10) * 10), 100],
@@ -393,10 +438,10 @@ function makeCharts() {
     establishment: makeChart(
       "chart-establishment",
       [
-        line("WS avg", COLORS.ws),
-        line("WS max", COLORS.ws, { dash: [6, 4], width: 1 }),
-        line("SSE avg", COLORS.sse),
-        line("SSE max", COLORS.sse, { dash: [6, 4], width: 1 }),
+        line("WS avg", COLORS.ws, { format: fmtMs }),
+        line("WS max", COLORS.ws, { format: fmtMs }),
+        line("SSE avg", COLORS.sse, { format: fmtMs }),
+        line("SSE max", COLORS.sse, { format: fmtMs }),
       ],
       {
         yRange: (u, min, max) => [0, Math.max(1, (max || 0) * 1.2)],

@@ -7,6 +7,7 @@ pub mod connect_hook;
 pub mod error;
 mod metrics;
 mod monitoring;
+pub mod openapi;
 mod pages;
 mod refusals;
 mod rest;
@@ -98,7 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(monitoring::metrics))
         .route("/health/live", get(rest::live))
         .route("/health/ready", get(rest::ready))
-        .route("/api/monitoring/health", get(rest::deprecated_health));
+        .route("/api/monitoring/health", get(rest::deprecated_health))
+        .route("/openapi.json", get(openapi::openapi_json));
     if state.config.auth.dev_mode() {
         api = api
             .route("/auth/dev-token", post(rest::dev_token))

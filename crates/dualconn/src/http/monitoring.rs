@@ -13,6 +13,8 @@ use super::error::ApiError;
 use super::rest::health_word;
 use crate::hub::{ConnKind, StatsSnapshot, percentage};
 use crate::wire;
+#[allow(unused_imports)] // Named by the `#[utoipa::path]` attributes.
+use crate::wire::ErrorBody;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -38,6 +40,18 @@ fn health_figures(s: &StatsSnapshot) -> wire::HealthFigures {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/monitoring/dual-connections",
+    tag = "monitoring",
+    summary = "Players by transport, connection health and sessions",
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The figures", body = wire::DualConnectionsResponse),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /monitoring/dual-connections`
 pub async fn dual_connections(
     State(app): State<AppState>,
@@ -67,6 +81,18 @@ pub async fn dual_connections(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/monitoring/performance",
+    tag = "monitoring",
+    summary = "Establishment times and delivery counts since start",
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The figures", body = wire::PerformanceResponse),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /monitoring/performance`: counts since start (SPEC §12.13).
 pub async fn performance(
     State(app): State<AppState>,
@@ -111,6 +137,18 @@ pub async fn performance(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/monitoring/connection-health",
+    tag = "monitoring",
+    summary = "Health now, by transport, and its 1 h / 24 h means",
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The figures", body = wire::ConnectionHealthResponse),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /monitoring/connection-health`
 pub async fn connection_health(
     State(app): State<AppState>,
@@ -142,6 +180,20 @@ pub async fn connection_health(
 /// Most players `/monitoring/players` lists at once.
 const MAX_LISTED: usize = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/monitoring/players",
+    tag = "monitoring",
+    summary = "Online players and the health of each connection",
+    params(("limit" = Option<u64>, Query, description = "Most players to list (default 200, at most 1000)")),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The figures", body = wire::PlayersResponse),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /monitoring/players?limit=N`: online players and each connection's health.
 pub async fn players(
     State(app): State<AppState>,
@@ -191,6 +243,19 @@ pub async fn players(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "monitoring",
+    summary = "Prometheus metrics",
+    description = "Prometheus text exposition format 0.0.4. No player id is ever a label.",
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /metrics`: Prometheus text format, for admins.
 pub async fn metrics(
     State(app): State<AppState>,

@@ -21,6 +21,8 @@ use super::error::ApiError;
 use crate::auth::valid_player_id;
 use crate::commands::Command;
 use crate::hub::{ConnKind, Event, PlayerId, SessionError};
+#[allow(unused_imports)] // Named by the `#[utoipa::path]` attributes.
+use crate::wire::ErrorBody;
 use crate::wire::{self, InboundKind, local};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -63,6 +65,25 @@ fn now() -> String {
     wire::timestamp(SystemTime::now())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/connections/{player_id}/session",
+    tag = "connections",
+    summary = "Start a new game session",
+    description = "Ends every connection of the player with `session_terminated` (WebSocket close 4001, SSE end) and makes a new session current. The body is optional.",
+    params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
+    request_body(content = Option<super::openapi::NewSessionRequest>, content_type = "application/json"),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The new session", body = wire::NewSessionResponse),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token for another player", body = ErrorBody),
+        (status = 404, description = "`not_found_error`: a path that matches no route, e.g. an empty player id", body = ErrorBody),
+        (status = 409, description = "`session_error`: the requested id was replaced before, or another session has live connections", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
+    )
+)]
 /// `POST /api/connections/{player_id}/session`
 pub async fn new_session(
     State(app): State<AppState>,
@@ -108,6 +129,21 @@ pub async fn new_session(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/connections/{player_id}/session",
+    tag = "connections",
+    summary = "The player's current session",
+    params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The current session", body = wire::SessionInfo),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token for another player", body = ErrorBody),
+        (status = 404, description = "`session_error`: the player has no session (or `not_found_error`: no route, e.g. an empty player id)", body = ErrorBody),
+    )
+)]
 /// `GET /api/connections/{player_id}/session`
 pub async fn get_session(
     State(app): State<AppState>,
@@ -142,6 +178,22 @@ pub async fn get_session(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/connections/{player_id}",
+    tag = "connections",
+    summary = "The player's connections, presence and health",
+    description = "Answers for any valid player id, including one never seen (offline, no connections).",
+    params(("player_id" = String, Path, description = "The player id", pattern = "^[A-Za-z0-9_.:@-]{1,128}$")),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "Connections by transport, presence and health", body = wire::ConnectionInfo),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token for another player", body = ErrorBody),
+        (status = 404, description = "`not_found_error`: a path that matches no route, e.g. an empty player id", body = ErrorBody),
+    )
+)]
 /// `GET /api/connections/{player_id}`
 pub async fn connection_info(
     State(app): State<AppState>,
@@ -201,6 +253,18 @@ pub fn health_word(total: usize, healthy: usize) -> &'static str {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/connections/stats",
+    tag = "monitoring",
+    summary = "Global connection statistics",
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "Players, connections, sessions and health", body = wire::StatsResponse),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+    )
+)]
 /// `GET /api/connections/stats`
 pub async fn stats(
     State(app): State<AppState>,
@@ -237,6 +301,22 @@ pub async fn stats(
 /// Most players one publish may name.
 const MAX_PUBLISH_TARGETS: usize = 10_000;
 
+#[utoipa::path(
+    post,
+    path = "/api/publish",
+    tag = "publish",
+    summary = "Publish an event to players",
+    description = "Numbers the event in each player's stream, keeps it in history for resume and queues it on every connection of each player.",
+    request_body(content = wire::PublishRequest, content_type = "application/json"),
+    security(("admin_key" = []), ("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "One entry per distinct player", body = wire::PublishResponse),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "A player token on an admin route", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
+    )
+)]
 /// `POST /api/publish`
 pub async fn publish(
     State(app): State<AppState>,
@@ -342,6 +422,22 @@ pub(super) fn valid_event_type(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/dev-token",
+    tag = "dev",
+    summary = "Mint a player token (dev mode only)",
+    description = "Routed only when no signing key is configured; otherwise 404.",
+    request_body(content = wire::DevTokenRequest, content_type = "application/json"),
+    security(()),
+    responses(
+        (status = 200, description = "A player token", body = wire::DevTokenResponse),
+        (status = 400, description = "A bad player id, body or parameter", body = ErrorBody),
+        (status = 404, description = "Not in dev mode", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
+        (status = 429, description = "Over the rate limit; wait `Retry-After` seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
+    )
+)]
 /// `POST /auth/dev-token`, routed only in dev mode.
 pub async fn dev_token(
     State(app): State<AppState>,
@@ -371,6 +467,24 @@ pub async fn dev_token(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/commands",
+    tag = "publish",
+    summary = "Send a command without a WebSocket",
+    description = "For SSE-only clients. The body is what a WebSocket text frame would carry. Answers arrive as events on the player's streams; a failure arrives as an `error` event.",
+    request_body(content = super::openapi::CommandRequest, content_type = "application/json"),
+    security(("player_jwt" = []), ("token_query" = [])),
+    responses(
+        (status = 200, description = "The answer to a `ping`", body = super::openapi::CommandPong),
+        (status = 202, description = "Queued for the game", body = super::openapi::CommandAccepted),
+        (status = 400, description = "Not JSON, not a known message type, or not UTF-8", body = ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one; `details.error_code` is TOKEN_MISSING, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "An admin credential: commands come from players", body = ErrorBody),
+        (status = 413, description = "Larger than the message limit (`--max-message-bytes`) or the body limit", body = ErrorBody),
+        (status = 429, description = "Over the rate limit; wait `Retry-After` seconds", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
+    )
+)]
 /// `POST /api/commands`: a command without a WebSocket, for SSE-only clients (SPEC §7).
 pub async fn command(
     State(app): State<AppState>,
@@ -443,10 +557,29 @@ pub async fn command(
         .into_response())
 }
 
+/// Liveness: 200 while the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "Alive", body = super::openapi::ProbeStatus))
+)]
 pub async fn live() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "Readiness",
+    security(()),
+    responses(
+        (status = 200, description = "Accepting players", body = super::openapi::ProbeStatus),
+        (status = 503, description = "`connection_error`: draining for shutdown, or the cluster's Redis is unreachable", body = ErrorBody),
+    )
+)]
 /// 503 while draining (SPEC §12.23), so load balancers stop sending new players here, and
 /// while the cluster's Redis is unreachable.
 pub async fn ready(State(app): State<AppState>) -> Response {
@@ -459,6 +592,17 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/health",
+    tag = "health",
+    summary = "Readiness under its old path (deprecated)",
+    security(()),
+    responses(
+        (status = 200, description = "Accepting players", body = super::openapi::ProbeStatus),
+        (status = 503, description = "`connection_error`: draining for shutdown, or the cluster's Redis is unreachable", body = ErrorBody),
+    )
+)]
 /// `GET /api/monitoring/health`: where an older game's client looks. Deprecated; it answers as
 /// `/health/ready` does.
 pub async fn deprecated_health(app: State<AppState>) -> Response {
