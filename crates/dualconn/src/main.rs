@@ -99,6 +99,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
     let dev = config.auth.dev_mode();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let app = dualconn::App::build(config).await?;
     let addr = app.local_addr();
     if dev {
@@ -107,9 +112,9 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
         );
         // Printed once, to the terminal and never to the log stream, so an operator can act.
         eprintln!(
-            "\n  dualconn is running in DEV MODE on http://{addr}\n\n  \
+            "\n  dualconn is running in DEV MODE on {scheme}://{addr}\n\n  \
              admin key (shown once):  {key}\n\n  \
-             get a player token:\n    curl -s -X POST http://{addr}/auth/dev-token -H 'content-type: application/json' -d '{{\"player_id\":\"alice\"}}'\n",
+             get a player token:\n    curl -s -X POST {scheme}://{addr}/auth/dev-token -H 'content-type: application/json' -d '{{\"player_id\":\"alice\"}}'\n",
             key = app
                 .admin_keys()
                 .first()
@@ -117,7 +122,7 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
                 .unwrap_or("(configured)"),
         );
     }
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, %scheme, "listening");
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -110,6 +110,10 @@ impl Metrics {
                 "dualconn_evictions_total",
                 "Connections evicted by the per-player cap",
             ),
+            d(
+                "dualconn_tls_reloads_total",
+                "Attempts to load a new TLS certificate, by outcome",
+            ),
         ] {
             r.describe_counter(name.into(), None, help.into());
         }
@@ -124,6 +128,14 @@ impl Metrics {
         match kind {
             ConnKind::WebSocket => self.ws_establishment.record(took.as_secs_f64()),
             ConnKind::Sse => self.sse_establishment.record(took.as_secs_f64()),
+        }
+    }
+
+    /// Counters the TLS reloader bumps itself: reloads are rare and happen off the hot path.
+    pub fn tls_reloads(&self) -> crate::tls::Reloads {
+        crate::tls::Reloads {
+            loaded: self.counter("dualconn_tls_reloads_total", &[("outcome", "loaded")]),
+            refused: self.counter("dualconn_tls_reloads_total", &[("outcome", "refused")]),
         }
     }
 
