@@ -186,6 +186,42 @@ async fn a_new_certificate_is_served_without_a_restart_and_a_bad_one_is_refused(
     drop(before);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_certificate_even_when_the_files_look_unchanged() {
+    // Held for the whole test, so SIGHUP can never take the default action (ending the process).
+    let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+    let ca = TestCa::new();
+    let (cert, key) = ca.write_indistinguishable("leaf-1");
+    let mut server = Server::start_with(|s| {
+        s.tls_cert_file = Some(cert);
+        s.tls_key_file = Some(key);
+    })
+    .await;
+    server.scheme = "https";
+    server.http = ca.reqwest();
+    let client = ca.client(&[]);
+    assert_eq!(
+        pki::peer_cn(&pki::connect(server.addr, client.clone()).await),
+        "leaf-1"
+    );
+
+    // Same sizes, same times: only the signal can make the server read them again.
+    ca.write_indistinguishable("leaf-2");
+    // SAFETY: kill(2) on our own pid with a signal this test handles.
+    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+    within(async {
+        loop {
+            let s = pki::connect(server.addr, client.clone()).await;
+            if pki::peer_cn(&s) == "leaf-2" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_server_will_not_start_on_a_key_that_does_not_match() {
     let ca = TestCa::new();

@@ -73,6 +73,29 @@ impl TestCa {
         paths
     }
 
+    /// As [`TestCa::write`], padded to fixed sizes and stamped with one fixed modification
+    /// time, so a file watcher that compares sizes and times cannot tell two of them apart.
+    pub fn write_indistinguishable(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.issue(cn);
+        let paths = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
+        for (path, pem, size) in [(&paths.0, cert, 4096), (&paths.1, key, 1024)] {
+            assert!(pem.len() < size);
+            // Text outside PEM blocks is ignored by readers.
+            let padded = format!("{pem}{}", "\n".repeat(size - pem.len()));
+            // Stamped before it is renamed into place, so no poll ever sees another time.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, padded).expect("write temp file");
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+            std::fs::File::options()
+                .write(true)
+                .open(&tmp)
+                .and_then(|f| f.set_modified(when))
+                .expect("set the modification time");
+            std::fs::rename(&tmp, path).expect("rename into place");
+        }
+        paths
+    }
+
     /// A client that trusts this CA alone and offers `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
