@@ -59,9 +59,13 @@ pub enum TlsError {
 
 /// The TLS side of a listener: the shared rustls settings and the certificate they present.
 pub struct Tls {
+    /// Read again on every reload.
     files: TlsFiles,
+    /// Shared by every connection; built once so session resumption state survives reloads.
     acceptor: TlsAcceptor,
+    /// The one thing a reload changes.
     resolver: Arc<Current>,
+    /// Parses and checks new keys the same way the first one was.
     provider: Arc<CryptoProvider>,
     /// The files' size and modification time when last read, so a poll can tell a change
     /// without reading and parsing them every time.
@@ -153,7 +157,9 @@ impl Tls {
 
 /// Counters for reload attempts, from the server's metrics.
 pub struct Reloads {
+    /// A new certificate went into force.
     pub loaded: Counter,
+    /// A new certificate was refused and the old one kept: worth an alert before it expires.
     pub refused: Counter,
 }
 

@@ -15,7 +15,9 @@ use tokio_rustls::client::TlsStream;
 use super::Server;
 
 pub struct TestCa {
+    /// The root clients trust; it signs every server certificate.
     cert: rcgen::Certificate,
+    /// Kept to sign more server certificates, e.g. a renewal.
     key: KeyPair,
     /// Where this test's certificate files live; removed on drop.
     pub dir: PathBuf,
