@@ -11,15 +11,15 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchChromium } from "./chromium.mjs";
+import { BIN, startServer, stopServer, stopAllServers } from "./server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
-const BIN = process.env.DUALCONN_BIN ?? path.join(root, "target/debug/dualconn");
 const SHOTS = process.env.UPDATE_SCREENSHOTS
   ? path.join(here, "screenshots")
   : path.join(root, "target/screenshots");
@@ -27,59 +27,6 @@ const WAIT = 10_000; // bound on every wait for a page to catch up
 
 let server; // the dev-mode server most tests use: { proc, base }
 let browser;
-const servers = new Set(); // every server started, stopped in after() whatever happens
-
-// ---- The server ----------------------------------------------------------------------------
-
-/** Starts `dualconn serve` on a free port with `env` (no other DUALCONN_* variable). */
-function startServer(env = {}) {
-  return new Promise((resolve, reject) => {
-    const clean = { ...process.env, NO_COLOR: "1" };
-    for (const name of Object.keys(clean)) if (name.startsWith("DUALCONN_")) delete clean[name];
-    const proc = spawn(BIN, ["serve", "--bind", "127.0.0.1:0"], {
-      env: { ...clean, ...env },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    servers.add(proc);
-    let stderr = "";
-    let started = false;
-    const fail = (err) => {
-      clearTimeout(timer);
-      proc.kill("SIGKILL");
-      reject(err);
-    };
-    const timer = setTimeout(
-      () => fail(new Error(`the server did not print its address in time:\n${stderr}`)),
-      WAIT,
-    );
-    proc.once("error", fail);
-    proc.once("exit", (code) => fail(new Error(`the server exited early (${code}):\n${stderr}`)));
-    proc.stderr.setEncoding("utf8");
-    proc.stderr.on("data", (chunk) => {
-      stderr += chunk;
-      if (started) return;
-      // A whole line only: a chunk may end in the middle of the address.
-      const addr = /listening addr=(\S+)\s/.exec(stderr.replace(/\x1b\[[0-9;]*m/g, ""));
-      if (addr) {
-        started = true;
-        clearTimeout(timer);
-        proc.removeAllListeners("exit");
-        proc.removeAllListeners("error");
-        resolve({ proc, base: `http://${addr[1]}` });
-      }
-    });
-  });
-}
-
-async function stopServer(proc) {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => proc.once("exit", resolve));
-  proc.kill("SIGTERM");
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
-  servers.delete(proc);
-}
 
 before(async () => {
   assert.ok(existsSync(BIN), `no binary at ${BIN}: run cargo build -p dualconn first`);
@@ -90,7 +37,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await Promise.all([...servers].map(stopServer));
+  await stopAllServers();
 });
 
 // ---- A player in a browser -------------------------------------------------------------------

@@ -18,6 +18,12 @@ pub struct Settings {
     /// Listen address [default: 127.0.0.1:8000]
     #[arg(long, env = "DUALCONN_BIND")]
     pub bind: Option<SocketAddr>,
+    /// PEM certificate chain; with the key, the listener serves HTTPS and WSS only
+    #[arg(long, env = "DUALCONN_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) for the TLS certificate
+    #[arg(long, env = "DUALCONN_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// HS256 secret for player tokens; setting any key turns dev mode off
     #[arg(long, env = "DUALCONN_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -223,6 +229,8 @@ pub struct Rate {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind: SocketAddr,
+    /// Set when the listener speaks TLS; read again on SIGHUP or when the files change.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub auth: AuthConfig,
     pub max_connections_per_player: usize,
     pub reject_over_limit: bool,
@@ -301,6 +309,8 @@ impl Settings {
         }
         merge!(
             bind,
+            tls_cert_file,
+            tls_key_file,
             jwt_secret,
             jwt_public_key_file,
             jwt_player_claim,
@@ -427,6 +437,16 @@ impl Settings {
                 "DUALCONN_JWT_PLAYER_CLAIM cannot be {player_claim:?}"
             )));
         }
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "DUALCONN_TLS_CERT_FILE and DUALCONN_TLS_KEY_FILE go together: set both or neither"
+                        .into(),
+                ));
+            }
+        };
         let secs = Duration::from_secs;
         let positive = |key: &'static str, v: u64| {
             if v == 0 {
@@ -446,6 +466,7 @@ impl Settings {
             bind: self
                 .bind
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            tls,
             auth: AuthConfig {
                 keys,
                 audience: self.jwt_audience,

@@ -19,9 +19,11 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod http;
+mod http2;
 pub mod hub;
 mod random;
 mod server;
+pub mod tls;
 pub mod wire;
 
 pub use server::{App, BuildError};

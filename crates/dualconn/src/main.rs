@@ -191,6 +191,11 @@ fn run() -> anyhow::Result<()> {
 async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
     let dev = config.auth.dev_mode();
     let same_origin_only = config.allowed_origins == AllowedOrigins::SameOrigin;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let app = dualconn::App::build(config).await?;
     let addr = app.local_addr();
     if dev {
@@ -199,9 +204,9 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
         );
         // Printed once, to the terminal and never to the log stream, so an operator can act.
         eprintln!(
-            "\n  dualconn is running in DEV MODE on http://{addr}\n\n  \
+            "\n  dualconn is running in DEV MODE on {scheme}://{addr}\n\n  \
              admin key (shown once):  {key}\n\n  \
-             get a player token:\n    curl -s -X POST http://{addr}/auth/dev-token -H 'content-type: application/json' -d '{{\"player_id\":\"alice\"}}'\n",
+             get a player token:\n    curl -s -X POST {scheme}://{addr}/auth/dev-token -H 'content-type: application/json' -d '{{\"player_id\":\"alice\"}}'\n",
             key = app
                 .admin_keys()
                 .first()
@@ -216,7 +221,7 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
             "no DUALCONN_ALLOWED_ORIGINS set: WebSockets from pages of another origin are refused (403) and their API calls get no CORS grant; to allow a dev server or its proxy (e.g. Vite with changeOrigin), set its origin, e.g. DUALCONN_ALLOWED_ORIGINS=http://localhost:5173"
         );
     }
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, %scheme, "listening");
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,6 +29,7 @@ use crate::http::connect_hook::ConnectHook;
 use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
+use crate::tls::{ALPN_H2, Tls, TlsError};
 
 /// Largest request head (request line and headers) hyper buffers; past it, 431.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -37,6 +39,9 @@ const MAX_HEADERS: usize = 64;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An SSE write stuck this long ends the connection; half of it already makes it unhealthy.
 const SSE_STALL_GRACE: Duration = Duration::from_secs(20);
+/// A TLS handshake not finished by then is dropped, so a client that stalls mid-handshake
+/// cannot hold a connection (and its memory) for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// SPEC §9: one health sample a minute feeds the 24-hour trend.
 const HEALTH_SAMPLE_EVERY: Duration = Duration::from_secs(60);
 /// How often idle players and stale rate-limit buckets are swept.
@@ -51,6 +56,8 @@ pub enum BuildError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, ready server.
@@ -59,6 +66,8 @@ pub struct App {
     local_addr: SocketAddr,
     state: AppState,
     router: Router,
+    /// Present when the listener speaks TLS only.
+    tls: Option<Arc<Tls>>,
     /// Cancelled to begin a graceful shutdown.
     shutdown: CancellationToken,
 }
@@ -89,6 +98,12 @@ impl App {
             .map(ConnectHook::new)
             .transpose()
             .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Tls::load)
+            .transpose()?
+            .map(Arc::new);
         let backplane = match &config.cluster {
             None => Backplane::Local,
             Some(settings) => Backplane::Redis(Arc::new(
@@ -126,6 +141,7 @@ impl App {
             local_addr,
             state,
             router,
+            tls,
             shutdown: CancellationToken::new(),
         })
     }
@@ -160,6 +176,7 @@ impl App {
             listener,
             state,
             router,
+            tls,
             shutdown,
             ..
         } = self;
@@ -171,6 +188,12 @@ impl App {
                 state.hub.clone(),
                 shutdown.clone(),
             ));
+        }
+        if let Some(tls) = &tls {
+            tracker.spawn(
+                tls.clone()
+                    .watch(state.metrics.tls_reloads(), shutdown.clone()),
+            );
         }
 
         loop {
@@ -191,6 +214,8 @@ impl App {
                 peer,
                 router.clone(),
                 shutdown.clone(),
+                tls.clone(),
+                tracker.clone(),
             ));
         }
 
@@ -210,14 +235,46 @@ impl App {
     }
 }
 
-/// One TCP connection: HTTP/1.1 with upgrades, closed gracefully on shutdown.
+/// One TCP connection: plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 as ALPN chose.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     shutdown: CancellationToken,
+    tls: Option<Arc<Tls>>,
+    tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve_http1(stream, peer, router, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => done,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+        crate::http2::serve(stream, peer, router, shutdown, tracker, SSE_STALL_GRACE).await;
+    } else {
+        serve_http1(stream, peer, router, shutdown).await;
+    }
+}
+
+/// HTTP/1.1 with upgrades, closed gracefully on shutdown.
+async fn serve_http1<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let watch = SlowReaderWatch::default();
     let slow_reader = watch.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -233,7 +290,7 @@ async fn serve_connection(
         .max_buf_size(MAX_HEAD_BYTES.max(8192))
         .max_headers(MAX_HEADERS);
     let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

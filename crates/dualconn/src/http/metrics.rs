@@ -114,6 +114,10 @@ impl Metrics {
                 "dualconn_evictions_total",
                 "Connections evicted by the per-player cap",
             ),
+            d(
+                "dualconn_tls_reloads_total",
+                "Attempts to load a new TLS certificate, by outcome",
+            ),
         ] {
             r.describe_counter(name.into(), None, help.into());
         }
@@ -142,6 +146,14 @@ impl Metrics {
             ],
         );
         self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// Counters the TLS reloader bumps itself: reloads are rare and happen off the hot path.
+    pub fn tls_reloads(&self) -> crate::tls::Reloads {
+        crate::tls::Reloads {
+            loaded: self.counter("dualconn_tls_reloads_total", &[("outcome", "loaded")]),
+            refused: self.counter("dualconn_tls_reloads_total", &[("outcome", "refused")]),
+        }
     }
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Counter {

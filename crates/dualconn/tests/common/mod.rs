@@ -31,8 +31,12 @@ pub async fn within<F: Future>(f: F) -> F::Output {
         .expect("timed out waiting")
 }
 
+pub mod pki;
+
 pub struct Server {
     pub addr: SocketAddr,
+    /// `https` when the server was given a certificate.
+    pub scheme: &'static str,
     pub shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
     pub http: reqwest::Client,
@@ -127,6 +131,7 @@ impl Server {
         let handle = tokio::spawn(app.run());
         Server {
             addr,
+            scheme: "http",
             shutdown,
             handle: Some(handle),
             http: reqwest::Client::new(),
@@ -145,7 +150,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn ws_url(&self, path: &str) -> String {
