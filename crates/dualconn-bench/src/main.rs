@@ -406,10 +406,13 @@ async fn worker() -> Result<()> {
     let _ = stop_tx.send(true);
     let mut report = Report::default();
     for t in tasks {
-        let (p, c) = t.await?;
-        report
-            .streams
-            .push((p, c.first, c.last, c.unique, c.gaps, c.dups));
+        // A connection that never opened is counted in `connect_failed`, not as a stream
+        // missing every event.
+        if let (p, c, true) = t.await? {
+            report
+                .streams
+                .push((p, c.first, c.last, c.unique, c.gaps, c.dups));
+        }
     }
     report.latency_us = to_pairs(&ctx.hist.borrow());
     report.received = ctx.received.get();
@@ -445,7 +448,7 @@ async fn receiver(
     ready: mpsc::UnboundedSender<Result<u64, String>>,
     sem: Rc<Semaphore>,
     mut rng: u64,
-) -> (u32, StreamCheck) {
+) -> (u32, StreamCheck, bool) {
     let player = format!("p{p}");
     let mut check = StreamCheck::default();
     let permit = sem.acquire().await;
@@ -466,7 +469,7 @@ async fn receiver(
         }
         Err(e) => {
             let _ = ready.send(Err(format!("{e:#}")));
-            return (p, check);
+            return (p, check, false);
         }
     };
     drop(ready);
@@ -489,7 +492,7 @@ async fn receiver(
             },
             _ = stop.changed() => {
                 link.close().await;
-                return (p, check);
+                return (p, check, true);
             }
             _ = tokio::time::sleep_until(when), if drop_now => {
                 link.abort();
@@ -499,12 +502,12 @@ async fn receiver(
         ctx.open.set(ctx.open.get() - 1);
         let failover = lost && ctx.plan.failover;
         if lost && !resume && !failover {
-            return (p, check);
+            return (p, check, true);
         }
         // Resume from the last event seen, retrying until it works or the run ends.
         link = loop {
             if *stop.borrow() {
-                return (p, check);
+                return (p, check, true);
             }
             let last = (check.unique > 0).then_some(check.last);
             if failover {
