@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked -q -p dualconn -p dualconn-bench
-BENCH=target/debug/dualconn-bench
+BIN=${CARGO_TARGET_DIR:-target}/debug
+BENCH=$BIN/dualconn-bench
 
 export DUALCONN_JWT_SECRET="smoke-secret-$(date +%s%N)-0123456789abcdef"
 export DUALCONN_ADMIN_KEYS="smoke-admin-$(date +%s%N)"
@@ -15,9 +16,15 @@ export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER
 export DUALCONN_LOG=warn
 PORT=$((20000 + RANDOM % 20000))
 LOG=$(mktemp)
-DUALCONN_BIND="0.0.0.0:$PORT" target/debug/dualconn serve >"$LOG" 2>&1 &
+DUALCONN_BIND="0.0.0.0:$PORT" "$BIN/dualconn" serve >"$LOG" 2>&1 &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -f "$LOG"' EXIT
+NODES=()
+cleanup() {
+  for p in "$SERVER" "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "$SERVER" "${NODES[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -f "$LOG"
+}
+trap cleanup EXIT
 
 for _ in $(seq 100); do
   if curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null; then break; fi
@@ -65,4 +72,37 @@ grep -q '"connects":[1-9]' <<<"$out"
 out=$(run resume --players 100 --transport both --rate 20 --secs 3 --drop-every-ms 400)
 check "resume ws+sse" "$out" connections=200 gaps=0 duplicates=0 unrecovered=0
 grep -q '"reconnects":[1-9]' <<<"$out"
+
+# Cluster: three nodes on one Redis (own key prefix); connections spread over them, publishes
+# round-robin through them, then node 1 is killed and its clients resume on the others.
+bash scripts/redis-setup.sh >/dev/null
+REDIS_URL="redis://127.0.0.1:${DUALCONN_TEST_REDIS_PORT:-6379}"
+PREFIX="bench-smoke-$(date +%s%N)"
+CPORTS=()
+for i in 1 2 3; do
+  p=$((PORT + i))
+  DUALCONN_BIND="0.0.0.0:$p" DUALCONN_REDIS_URL="$REDIS_URL" DUALCONN_REDIS_PREFIX="$PREFIX" \
+    DUALCONN_NODE_ID="smoke$i" "$BIN/dualconn" serve >>"$LOG" 2>&1 &
+  NODES+=($!)
+  CPORTS+=("$p")
+done
+for p in "${CPORTS[@]}"; do
+  for _ in $(seq 100); do
+    if curl -sf "http://127.0.0.1:$p/health/ready" >/dev/null; then break; fi
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$p/health/ready" >/dev/null || { cat "$LOG"; exit 1; }
+done
+CLUSTER=$(IFS=,; echo "${CPORTS[*]}")
+crun() { timeout 60 "$BENCH" "$@" --port "$CLUSTER" --quiet-ms 300 2>/dev/null; }
+
+out=$(crun fanout --players 100 --transport both --rate 20 --secs 2 --server-pid "$(IFS=,; echo "${NODES[*]}")")
+check "cluster broadcast ws+sse" "$out" connections=200 connect_failed=0 gaps=0 duplicates=0 publish_failed=0
+grep -q '"server_cpu_us_per_delivery":' <<<"$out"
+
+out=$(crun fanout --players 100 --transport both --mode targeted --batch 5 --rate 100 --secs 3 \
+  --failover --kill-pid "${NODES[0]}" --kill-after-secs 1)
+check "cluster node killed" "$out" connections=200 gaps=0 duplicates=0 killed=true
+grep -q '"failovers":[1-9]' <<<"$out"
+grep -q '"recovery_ms":' <<<"$out"
 echo "bench smoke: all scenarios passed"

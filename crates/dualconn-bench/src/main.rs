@@ -53,9 +53,11 @@ struct Opts {
     /// A name for the JSON row (dualconn, node, floor).
     #[arg(long, default_value = "dualconn")]
     label: String,
-    /// Server port (all loopback addresses).
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
+    /// Server port (all loopback addresses). Several (a comma list, or the flag repeated) are
+    /// the nodes of one cluster: connections are spread over them and publishes go to each in
+    /// turn.
+    #[arg(long, value_delimiter = ',', default_value = "8000")]
+    port: Vec<u16>,
     /// Spread connections over 127.0.0.1 .. 127.0.0.N.
     #[arg(long, default_value_t = 8)]
     hosts: u8,
@@ -65,9 +67,22 @@ struct Opts {
     /// Admin key for /api/publish (the first of a comma-separated list).
     #[arg(long, env = "DUALCONN_ADMIN_KEYS", default_value = "")]
     admin_key: String,
-    /// Server process to read CPU and RSS from (/proc/<pid>).
+    /// Server process(es) to read CPU and RSS from (/proc/<pid>); several are summed, as the
+    /// nodes of one cluster.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Redis process to read CPU from, reported apart from the nodes' (cluster runs).
     #[arg(long)]
-    server_pid: Option<u32>,
+    redis_pid: Option<u32>,
+    /// A connection the server drops (closed or reset) resumes with `last_event_id` on the next
+    /// port, instead of ending: what a client of a dead node does.
+    #[arg(long)]
+    failover: bool,
+    /// SIGKILL this process (a node) `--kill-after-secs` into the publishing phase.
+    #[arg(long)]
+    kill_pid: Option<u32>,
+    #[arg(long, default_value_t = 2.0)]
+    kill_after_secs: f64,
     /// Pin this process and its workers to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
@@ -172,7 +187,8 @@ struct Plan {
     transports: Vec<Transport>,
     players: (u32, u32),
     hosts: Vec<String>,
-    port: u16,
+    ports: Vec<u16>,
+    failover: bool,
     secret: String,
     connect_concurrency: usize,
     read_buf: usize,
@@ -203,6 +219,10 @@ struct Report {
     closed_by_server: u64,
     errors: u64,
     first_error: Option<String>,
+    /// Failover: connections the server dropped and that resumed on another node, with the
+    /// wall-clock time (ns) of the last such resume, so the coordinator can time recovery.
+    failovers: u64,
+    last_failover_ns: u64,
     /// Churn: connections completed and their set-up times.
     connects: u64,
     connect_us: Vec<(u64, u64)>,
@@ -238,6 +258,8 @@ struct Ctx {
     reconnects: Cell<u64>,
     unrecovered: Cell<u64>,
     closed_by_server: Cell<u64>,
+    failovers: Cell<u64>,
+    last_failover_ns: Cell<u64>,
     errors: Cell<u64>,
     first_error: RefCell<Option<String>>,
 }
@@ -273,13 +295,14 @@ impl Ctx {
         player: &str,
         transport: Transport,
         host: &str,
+        port: u16,
         last: Option<u64>,
     ) -> Result<Link> {
         let token = mint(self.plan.secret.as_bytes(), player, 3600)?;
         Link::open(&Dial {
             transport,
             host,
-            port: self.plan.port,
+            port,
             player,
             token: &token,
             last_event_id: last,
@@ -304,6 +327,8 @@ async fn worker() -> Result<()> {
         reconnects: Cell::new(0),
         unrecovered: Cell::new(0),
         closed_by_server: Cell::new(0),
+        failovers: Cell::new(0),
+        last_failover_ns: Cell::new(0),
         errors: Cell::new(0),
         first_error: RefCell::new(None),
     });
@@ -319,16 +344,19 @@ async fn worker() -> Result<()> {
     let mut tasks = Vec::new();
     let mut n = 0usize;
     for p in ctx.plan.players.0..ctx.plan.players.1 {
-        for &t in &ctx.plan.transports {
+        for (i, &t) in ctx.plan.transports.iter().enumerate() {
             let host = ctx.plan.hosts
                 [(p as usize * ctx.plan.transports.len() + n) % ctx.plan.hosts.len()]
             .clone();
+            // One player's transports land on different nodes, as across a cluster they may.
+            let node = (p as usize * ctx.plan.transports.len() + i) % ctx.plan.ports.len();
             n += 1;
             tasks.push(tokio::task::spawn_local(receiver(
                 ctx.clone(),
                 p,
                 t,
                 host,
+                node,
                 stop_rx.clone(),
                 ready_tx.clone(),
                 sem.clone(),
@@ -365,7 +393,8 @@ async fn worker() -> Result<()> {
     let until = Instant::now() + Duration::from_millis(deadline);
     loop {
         let idle_ns = now_ns().saturating_sub(ctx.last_recv_ns.get());
-        let all_open = ctx.plan.job != Job::Resume || ctx.open.get() >= ready.connected;
+        let all_open = (ctx.plan.job != Job::Resume && !ctx.plan.failover)
+            || ctx.open.get() >= ready.connected;
         if (idle_ns >= quiet * 1_000_000 && all_open) || Instant::now() >= until {
             break;
         }
@@ -377,10 +406,13 @@ async fn worker() -> Result<()> {
     let _ = stop_tx.send(true);
     let mut report = Report::default();
     for t in tasks {
-        let (p, c) = t.await?;
-        report
-            .streams
-            .push((p, c.first, c.last, c.unique, c.gaps, c.dups));
+        // A connection that never opened is counted in `connect_failed`, not as a stream
+        // missing every event.
+        if let (p, c, true) = t.await? {
+            report
+                .streams
+                .push((p, c.first, c.last, c.unique, c.gaps, c.dups));
+        }
     }
     report.latency_us = to_pairs(&ctx.hist.borrow());
     report.received = ctx.received.get();
@@ -388,6 +420,8 @@ async fn worker() -> Result<()> {
     report.reconnects = ctx.reconnects.get();
     report.unrecovered = ctx.unrecovered.get();
     report.closed_by_server = ctx.closed_by_server.get();
+    report.failovers = ctx.failovers.get();
+    report.last_failover_ns = ctx.last_failover_ns.get();
     report.errors = ctx.errors.get();
     report.first_error = ctx.first_error.borrow().clone();
     report.cpu_us = proc_sample(std::process::id())?.cpu_us - cpu1;
@@ -409,17 +443,19 @@ async fn receiver(
     p: u32,
     transport: Transport,
     host: String,
+    mut node: usize,
     mut stop: watch::Receiver<bool>,
     ready: mpsc::UnboundedSender<Result<u64, String>>,
     sem: Rc<Semaphore>,
     mut rng: u64,
-) -> (u32, StreamCheck) {
+) -> (u32, StreamCheck, bool) {
     let player = format!("p{p}");
     let mut check = StreamCheck::default();
     let permit = sem.acquire().await;
     let started = Instant::now();
     let opened = async {
-        let mut link = ctx.dial(&player, transport, &host, None).await?;
+        let port = ctx.plan.ports[node];
+        let mut link = ctx.dial(&player, transport, &host, port, None).await?;
         link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
             .await?;
         anyhow::Ok(link)
@@ -433,7 +469,7 @@ async fn receiver(
         }
         Err(e) => {
             let _ = ready.send(Err(format!("{e:#}")));
-            return (p, check);
+            return (p, check, false);
         }
     };
     drop(ready);
@@ -456,7 +492,7 @@ async fn receiver(
             },
             _ = stop.changed() => {
                 link.close().await;
-                return (p, check);
+                return (p, check, true);
             }
             _ = tokio::time::sleep_until(when), if drop_now => {
                 link.abort();
@@ -464,17 +500,23 @@ async fn receiver(
             }
         };
         ctx.open.set(ctx.open.get() - 1);
-        if lost && !resume {
-            return (p, check);
+        let failover = lost && ctx.plan.failover;
+        if lost && !resume && !failover {
+            return (p, check, true);
         }
         // Resume from the last event seen, retrying until it works or the run ends.
         link = loop {
             if *stop.borrow() {
-                return (p, check);
+                return (p, check, true);
             }
             let last = (check.unique > 0).then_some(check.last);
+            if failover {
+                // The node is gone (or going): try the next one, and the one after on failure.
+                node = (node + 1) % ctx.plan.ports.len();
+            }
+            let port = ctx.plan.ports[node];
             let attempt = async {
-                let mut link = ctx.dial(&player, transport, &host, last).await?;
+                let mut link = ctx.dial(&player, transport, &host, port, last).await?;
                 link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
                     .await?;
                 anyhow::Ok(link)
@@ -488,6 +530,10 @@ async fn receiver(
             }
         };
         ctx.reconnects.set(ctx.reconnects.get() + 1);
+        if failover {
+            ctx.failovers.set(ctx.failovers.get() + 1);
+            ctx.last_failover_ns.set(now_ns());
+        }
         ctx.open.set(ctx.open.get() + 1);
         when = drop_at(&mut rng);
     }
@@ -510,11 +556,12 @@ async fn churn(ctx: Rc<Ctx>, cpu0: u64) -> Report {
                 let t =
                     ctx.plan.transports[(n as usize / span as usize) % ctx.plan.transports.len()];
                 let host = &ctx.plan.hosts[n as usize % ctx.plan.hosts.len()];
+                let port = ctx.plan.ports[n as usize % ctx.plan.ports.len()];
                 n += ctx.plan.concurrency as u64;
                 let player = format!("p{p}");
                 let started = Instant::now();
                 let r = async {
-                    let mut link = ctx.dial(&player, t, host, None).await?;
+                    let mut link = ctx.dial(&player, t, host, port, None).await?;
                     link.until_connected(&mut |m| ctx.on_msg(&mut check, m))
                         .await?;
                     anyhow::Ok(link)
@@ -608,8 +655,15 @@ impl Worker {
     }
 }
 
-fn sample(pid: Option<u32>) -> Option<ProcSample> {
-    pid.and_then(|p| proc_sample(p).ok())
+/// The nodes' CPU and RSS summed; none when there is no pid or one of them has gone (killed).
+fn sample(pids: &[u32]) -> Option<ProcSample> {
+    let mut sum = ProcSample::default();
+    for &p in pids {
+        let s = proc_sample(p).ok()?;
+        sum.cpu_us += s.cpu_us;
+        sum.rss_bytes += s.rss_bytes;
+    }
+    (!pids.is_empty()).then_some(sum)
 }
 
 fn pct(h: &Histogram<u64>, q: f64) -> u64 {
@@ -627,6 +681,8 @@ struct Published {
     global: Option<Expected>,
     publishes: u64,
     failed: u64,
+    /// Events the server numbered (one per player named, or per player a broadcast reached).
+    player_events: u64,
     first_error: Option<String>,
 }
 
@@ -661,7 +717,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         _ => Job::Receive,
     };
 
-    let s0 = sample(o.server_pid);
+    let s0 = sample(&o.server_pid);
     let me0 = proc_sample(std::process::id())?.cpu_us;
     let t0 = Instant::now();
     let mut ws = Vec::new();
@@ -674,7 +730,8 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             transports: transports.clone(),
             players: (lo, hi),
             hosts: hosts.clone(),
-            port: o.port,
+            ports: o.port.clone(),
+            failover: o.failover,
             secret: o.secret.clone(),
             connect_concurrency: o.connect_concurrency,
             read_buf: o.read_buf,
@@ -708,7 +765,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             first_error = first_error.or(r.first_error);
         }
         let wall = t0.elapsed().as_secs_f64();
-        let s1 = sample(o.server_pid);
+        let s1 = sample(&o.server_pid);
         client_cpu += proc_sample(std::process::id())?.cpu_us - me0;
         put(&mut out, "connects", connects.into());
         put(
@@ -756,7 +813,8 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         first_error = first_error.or(r.first_error);
     }
     let connect_wall = t0.elapsed().as_secs_f64();
-    let s1 = sample(o.server_pid);
+    let s1 = sample(&o.server_pid);
+    let r1 = o.redis_pid.and_then(|p| proc_sample(p).ok());
     put(&mut out, "connections", connected.into());
     put(&mut out, "connect_failed", failed.into());
     if failed > 0 {
@@ -785,6 +843,17 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
 
     let phase_start = Instant::now();
     let phase_start_ns = now_ns();
+    let killed_ns = Rc::new(Cell::new(0u64));
+    if let Some(pid) = o.kill_pid {
+        let (killed_ns, after) = (killed_ns.clone(), o.kill_after_secs);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(Duration::from_secs_f64(after)).await;
+            // SAFETY: kill(2) has no memory preconditions; a wrong pid only fails.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                killed_ns.set(now_ns());
+            }
+        });
+    }
     let published = match scenario {
         Scenario::Hold => {
             tokio::time::sleep(Duration::from_secs_f64(o.secs)).await;
@@ -794,14 +863,15 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         _ => Some(publish(&o, &admin).await?),
     };
     let publish_wall = phase_start.elapsed().as_secs_f64();
-    let s2 = sample(o.server_pid);
+    let s2 = sample(&o.server_pid);
     for w in &mut ws {
         w.say(&format!("finish {} 30000", o.quiet_ms)).await?;
     }
     for w in &mut ws {
         let _: serde_json::Value = w.read().await?;
     }
-    let s3 = sample(o.server_pid);
+    let s3 = sample(&o.server_pid);
+    let r3 = o.redis_pid.and_then(|p| proc_sample(p).ok());
     for w in &mut ws {
         w.say("close").await?;
     }
@@ -810,6 +880,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut reconnects, mut unrecovered, mut closed, mut errors, mut client_cpu) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut failovers, mut last_failover) = (0u64, 0u64);
     let mut err = None;
     for w in &mut ws {
         let r: Report = w.read().await?;
@@ -836,6 +907,8 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         reconnects += r.reconnects;
         unrecovered += r.unrecovered;
         closed += r.closed_by_server;
+        failovers += r.failovers;
+        last_failover = last_failover.max(r.last_failover_ns);
         errors += r.errors;
         client_cpu += r.cpu_us;
         err = err.or(r.first_error);
@@ -860,6 +933,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             "publishes_per_s",
             round1(pb.publishes as f64 / publish_wall).into(),
         );
+        put(&mut out, "player_events", pb.player_events.into());
         put(&mut out, "deliveries", received.into());
         put(
             &mut out,
@@ -887,6 +961,39 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
                 &mut out,
                 "server_cpu_pct",
                 round1((b.cpu_us - a.cpu_us) as f64 / 1e4 / span.max(publish_wall)).into(),
+            );
+        }
+        if let (Some(a), Some(b)) = (r1, r3) {
+            let cpu = (b.cpu_us - a.cpu_us) as f64;
+            put(
+                &mut out,
+                "redis_cpu_us_per_delivery",
+                round2(cpu / received.max(1) as f64).into(),
+            );
+            put(
+                &mut out,
+                "redis_cpu_us_per_player_event",
+                round2(cpu / pb.player_events.max(1) as f64).into(),
+            );
+            put(
+                &mut out,
+                "redis_cpu_pct",
+                round1(cpu / 1e4 / span.max(publish_wall)).into(),
+            );
+        }
+    }
+    if o.failover {
+        put(&mut out, "failovers", failovers.into());
+    }
+    if o.kill_pid.is_some() {
+        let k = killed_ns.get();
+        put(&mut out, "killed", (k > 0).into());
+        if k > 0 && last_failover >= k {
+            // From the SIGKILL to the last dropped connection's `connected` on another node.
+            put(
+                &mut out,
+                "recovery_ms",
+                round1((last_failover - k) as f64 / 1e6).into(),
             );
         }
     }
@@ -975,6 +1082,9 @@ fn summary(v: &serde_json::Value) -> String {
             g("duplicates")
         );
     }
+    if let Some(f) = g("failovers").as_u64() {
+        s += &format!(", failovers {f}, recovery {} ms", g("recovery_ms"));
+    }
     if g("reconnects").is_u64() {
         s += &format!(
             ", reconnects {}, unrecovered {}",
@@ -989,6 +1099,8 @@ fn summary(v: &serde_json::Value) -> String {
         ("server_cpu_us_per_conn", "CPU-µs/conn"),
         ("server_cpu_us_per_delivery", "CPU-µs/delivery"),
         ("server_cpu_pct", "CPU %"),
+        ("redis_cpu_us_per_player_event", "Redis CPU-µs/player-event"),
+        ("redis_cpu_pct", "Redis CPU %"),
         ("client_cpu_pct", "client CPU %"),
     ] {
         if let Some(x) = g(k).as_f64() {
@@ -1026,6 +1138,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
         global: None,
         publishes: 0,
         failed: 0,
+        player_events: 0,
         first_error: None,
     }));
     let next_player = Rc::new(Cell::new(0u32));
@@ -1043,7 +1156,11 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
             count.clone(),
         );
         tasks.push(tokio::task::spawn_local(async move {
-            let mut client = dualconn_bench::http::Client::connect("127.0.0.1", o.port).await?;
+            // One keep-alive client per node, opened on first use and again after a failure.
+            let mut clients: Vec<Option<dualconn_bench::http::Client>> =
+                o.port.iter().map(|_| None).collect();
+            // A node killed on purpose fails some publishes; they are counted, not fatal.
+            let tolerate = o.failover || o.kill_pid.is_some();
             let start = Instant::now() + period.mul_f64(i as f64 / k as f64);
             let mut tick = tokio::time::interval_at(start, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -1072,13 +1189,37 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                         format!(r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#)
                     }
                 };
+                // Round-robin over the nodes, by publish number so it holds across publishers.
+                let node = n as usize % clients.len();
                 // A server that never answers must not hang the run.
-                let (status, answer) = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    client.post("/api/publish", &admin, body.as_bytes()),
-                )
+                let sent = tokio::time::timeout(Duration::from_secs(10), async {
+                    if clients[node].is_none() {
+                        clients[node] = Some(
+                            dualconn_bench::http::Client::connect("127.0.0.1", o.port[node])
+                                .await?,
+                        );
+                    }
+                    let client = clients[node].as_mut().context("client just opened")?;
+                    let (status, answer) =
+                        client.post("/api/publish", &admin, body.as_bytes()).await?;
+                    anyhow::Ok((status, answer.to_vec()))
+                })
                 .await
-                .context("no answer to a publish within 10 s")??;
+                .context("no answer to a publish within 10 s")
+                .and_then(|r| r);
+                let (status, answer) = match sent {
+                    Ok(a) => a,
+                    Err(e) if tolerate => {
+                        clients[node] = None;
+                        let mut pb = shared.borrow_mut();
+                        pb.publishes += 1;
+                        pb.failed += 1;
+                        pb.first_error.get_or_insert(format!("{e:#}"));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let answer = answer.as_slice();
                 let mut pb = shared.borrow_mut();
                 pb.publishes += 1;
                 if status != 200 {
@@ -1090,6 +1231,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                     continue;
                 }
                 let answer: PublishAnswer = serde_json::from_slice(answer)?;
+                pb.player_events += answer.events.len() as u64;
                 for ev in answer.events {
                     if let Some(slot) = ev
                         .player_id
@@ -1113,7 +1255,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
 
 /// The floor's control port (`port + 1`): a line with the send time in, the round number out.
 async fn publish_floor(o: &Opts) -> Result<Published> {
-    let mut control = TcpStream::connect(("127.0.0.1", o.port + 1))
+    let mut control = TcpStream::connect(("127.0.0.1", o.port[0] + 1))
         .await
         .context("floor control port")?;
     control.set_nodelay(true)?;
@@ -1122,6 +1264,7 @@ async fn publish_floor(o: &Opts) -> Result<Published> {
         global: None,
         publishes: 0,
         failed: 0,
+        player_events: 0,
         first_error: None,
     };
     let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
