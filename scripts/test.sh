@@ -17,8 +17,10 @@ bash scripts/client-test.sh
 bash scripts/python-sdk-test.sh
 
 # These drive the debug binary built above: the browser tests, the benchmark smoke, the
-# schema-driven API test (schemathesis from docs/openapi.json) and the README's commands.
-for part in scripts/browser-test.sh scripts/bench-smoke.sh scripts/api-test.sh scripts/readme-test.sh; do
+# schema-driven API test (schemathesis from docs/openapi.json), the README's commands and its
+# cluster walkthrough.
+for part in scripts/browser-test.sh scripts/bench-smoke.sh scripts/api-test.sh scripts/readme-test.sh \
+  scripts/cluster-smoke.sh; do
   if [ -f "$part" ]; then
     bash "$part"
   fi

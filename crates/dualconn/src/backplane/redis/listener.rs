@@ -98,6 +98,7 @@ async fn supervisor(
     let mut every = tokio::time::interval(HEARTBEAT_EVERY / 4);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat: Option<tokio::time::Instant> = None;
+    let mut missed_beats = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -123,10 +124,17 @@ async fn supervisor(
             .invoke_async(&mut backplane.redis.clone())
             .await;
         let dead = match beat {
-            Ok(dead) => dead,
+            Ok(dead) => {
+                missed_beats = 0;
+                dead
+            }
             Err(e) => {
                 backplane.failed(&e);
-                backplane.set_state(None, Some(false));
+                // One slow beat on a busy machine is not an outage; two in a row are.
+                missed_beats += 1;
+                if missed_beats >= 2 {
+                    backplane.set_state(None, Some(false));
+                }
                 continue;
             }
         };

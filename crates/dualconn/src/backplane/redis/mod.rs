@@ -249,16 +249,20 @@ impl RedisBackplane {
     }
 
     /// A command failed: Redis is away until the next heartbeat gets through.
+    /// A command failed: this request answers 503. Only a lost connection marks Redis away
+    /// for everyone; a slow answer (a timeout under load) does not, and the heartbeat decides.
+    /// Either way Redis may have missed a removal, so the node re-registers at the next beat.
     fn failed(&self, e: &redis::RedisError) -> Unavailable {
         tracing::debug!(error = %e.category(), "cluster: Redis command failed");
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-        {
+        if Self::lost_connection(e) {
             self.set_state(None, Some(false));
         }
+        self.resync_needed.store(true, Ordering::Release);
         Unavailable
+    }
+
+    fn lost_connection(e: &redis::RedisError) -> bool {
+        e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
     }
 
     fn ttl_ms(d: Duration) -> String {
