@@ -366,6 +366,9 @@ impl Hub {
                     replayed: replay.frames.len(),
                 },
             ));
+            // SPEC §12.25: a replayed event is sent like any other, so that its write is
+            // never counted as a delivery of something not sent.
+            Counters::add(&self.counters.messages_sent, replay.frames.len());
             opening.extend(replay.frames);
         }
         // History holds at most half the outbox bound, so the opening always fits.
@@ -432,6 +435,8 @@ impl Hub {
             .history
             .push(now, frame.clone(), self.config.history_size);
         let mut queued = 0;
+        // Every connection addressed counts as sent, so the drops below count against it.
+        Counters::add(&self.counters.messages_sent, player.conns.len());
         player
             .conns
             .retain(|conn| match conn.outbox.push(frame.clone()) {
@@ -449,7 +454,6 @@ impl Hub {
                     true
                 }
             });
-        Counters::add(&self.counters.messages_sent, queued);
         Published {
             sequence_number: seq,
             connections: queued,
@@ -725,11 +729,12 @@ impl Hub {
 
     /// Queues a connection-local event on one connection, within its bound.
     pub fn send_local<D: Serialize + ?Sized>(&self, conn: &Conn, event_type: &str, data: &D) {
-        let (pushed, _) = conn
+        let (pushed, dropped) = conn
             .outbox
             .push(local_frame(&conn.player, event_type, data));
         if pushed == Pushed::Overflowed {
             self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            Counters::add(&self.counters.deliveries_failed, dropped);
         }
     }
 }
