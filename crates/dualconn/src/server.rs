@@ -80,7 +80,7 @@ impl App {
         handler: Arc<dyn CommandHandler>,
     ) -> Result<App, BuildError> {
         let auth = Authenticator::new(&config.auth)?;
-        let hub = Arc::new(Hub::new(HubConfig::from(&config)));
+        let hub = Arc::new(Hub::with_budget(HubConfig::from(&config), config.budget));
         let commands = Runner::new(handler, hub.clone(), config.command_rate);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -132,6 +132,15 @@ impl App {
         self.state.auth.mint(player, ttl, false)
     }
 
+    /// The router, for the fuzz targets that send requests without sockets.
+    pub(crate) fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Cancel it to shut down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -148,6 +157,7 @@ impl App {
         } = self;
         let tracker = state.tracker.clone();
         tracker.spawn(sweep(state.clone(), shutdown.clone()));
+        tracker.spawn(keep_to_budget(state.hub.clone(), shutdown.clone()));
 
         loop {
             let (stream, peer) = tokio::select! {
@@ -224,6 +234,18 @@ async fn serve_connection(
         }
         // Dropping the connection closes the socket and the SSE body with it.
         _ = slow_reader.gave_up(SSE_STALL_GRACE) => {}
+    }
+}
+
+/// Closes the heaviest readers whenever the node's queued bytes pass their bound.
+async fn keep_to_budget(hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hub.budget.overspent() => {
+                hub.shed_queued_bytes();
+            }
+        }
     }
 }
 

@@ -2,6 +2,10 @@
 //! SPEC §12.15 fixes: per-IP limit, authentication, authorization, validation, per-player
 //! limit, then the session rules.
 
+// Cursors, credentials and query strings come from the network (SPEC §12.26): no unchecked
+// arithmetic in this module.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,7 +16,7 @@ use super::AppState;
 use super::access::{Query, TokenPlaces, origin_allowed};
 use super::error::ApiError;
 use crate::delivery::Delivery;
-use crate::hub::{ConnKind, Join, JoinError, PlayerId};
+use crate::hub::{ConnKind, Join, JoinError, PlayerId, RETRY_AFTER};
 
 /// Where the player of a stream is named.
 pub enum PathPlayer<'a> {
@@ -92,6 +96,11 @@ pub fn admit(
 
 /// Joins the hub, mapping the session rules to their HTTP answers.
 pub fn join(app: &AppState, admitted: &Admitted, kind: ConnKind) -> Result<Delivery, ApiError> {
+    // SPEC §12.27: a full node refuses new streams and leaves the ones it holds alone.
+    app.hub
+        .budget
+        .admit()
+        .map_err(|full| ApiError::node_full(full.to_string(), RETRY_AFTER.as_secs()))?;
     let conn = app
         .hub
         .connect(Join {

@@ -92,7 +92,7 @@ impl Conn {
         kind: ConnKind,
         player: PlayerId,
         session: SessionId,
-        outbox_bytes: usize,
+        outbox: Outbox,
         epoch: Instant,
         epoch_wall: SystemTime,
     ) -> Conn {
@@ -102,7 +102,7 @@ impl Conn {
             kind,
             player,
             session,
-            outbox: Outbox::new(outbox_bytes),
+            outbox,
             epoch,
             epoch_wall,
             opened_ms: now,

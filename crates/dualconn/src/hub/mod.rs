@@ -5,6 +5,7 @@
 //! fan-out, joining, session changes) happens under that player's shard lock, which is what
 //! makes resume gap-free: see [`Hub::connect`].
 
+mod budget;
 mod conn;
 mod outbox;
 mod player;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+pub use budget::{Budget, BudgetConfig, Full, RETRY_AFTER, default_max_connections};
 pub use conn::{CloseReason, Conn, ConnKind};
 pub use outbox::{Frame, Outbox, Pushed};
 pub use player::REPLACED_SESSIONS_REMEMBERED;
@@ -241,11 +243,19 @@ pub struct Hub {
     epoch: Instant,
     epoch_wall: SystemTime,
     shutting_down: AtomicBool,
+    /// Streams and queued bytes on this node, shared with every outbox.
+    pub budget: Arc<Budget>,
 }
 
 impl Hub {
     pub fn new(config: HubConfig) -> Hub {
+        Hub::with_budget(config, BudgetConfig::default())
+    }
+
+    /// A hub under the node-wide bounds of SPEC §12.27.
+    pub fn with_budget(config: HubConfig, budget: BudgetConfig) -> Hub {
         Hub {
+            budget: Arc::new(Budget::new(budget)),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             config,
@@ -337,7 +347,7 @@ impl Hub {
             join.kind,
             join.player.clone(),
             session.clone(),
-            self.config.outbox_bytes,
+            Outbox::with_budget(self.config.outbox_bytes, self.budget.clone()),
             self.epoch,
             self.epoch_wall,
         ));
