@@ -17,6 +17,8 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 mod random;
