@@ -209,6 +209,29 @@ impl Harness {
 mod tests {
     use std::path::Path;
 
+    /// The stream target must get past admission, or fuzzing it would only test 401s.
+    #[test]
+    fn the_stream_target_opens_real_streams() {
+        use std::sync::atomic::Ordering;
+        let sse = || {
+            super::harness()
+                .app
+                .hub()
+                .counters
+                .establishment(crate::hub::ConnKind::Sse)
+                .count
+                .load(Ordering::Relaxed)
+        };
+        let before = sse();
+        super::stream_query(b"last_event_id=18446744073709551615");
+        super::stream_query(b"\n9007199254740991");
+        // At least: the corpus replay may open streams through the same harness meanwhile.
+        assert!(
+            sse() >= before + 2,
+            "both streams opened and sent their first bytes"
+        );
+    }
+
     /// Every committed corpus file through its target, on stable Rust, in every test run.
     #[test]
     fn the_fuzz_corpus_replays_cleanly() {
