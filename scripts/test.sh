@@ -25,3 +25,7 @@ for part in scripts/browser-test.sh scripts/bench-smoke.sh scripts/api-test.sh s
     bash "$part"
   fi
 done
+
+# One minute of the soak (scripts/soak.sh) on the same debug binaries: no leak, gap, duplicate
+# or panic under the whole mix. The RSS slack is generous; the 30-minute run keeps 10 %.
+SOAK_PROFILE=debug SOAK_WARMUP_SECS=10 SOAK_RSS_SLACK_PCT=50 bash scripts/soak.sh 1

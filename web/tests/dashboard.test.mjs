@@ -303,6 +303,9 @@ test("the dashboard signs itself in and follows connections as they open and clo
 
   await waitForFigure(page, "ws-connections", "===", 3);
   await waitForFigure(page, "sse-connections", "===", 1);
+  // The node budget counts every stream the node holds, against its cap.
+  await waitForFigure(page, "node-connections", "===", 4);
+  await waitForFigure(page, "node-connections-max", ">", 4);
   await waitForFigure(page, "dual-players", "===", 1);
   await waitForFigure(page, "players-online", "===", 2);
   await waitForFigure(page, "health-pct", "===", 100);

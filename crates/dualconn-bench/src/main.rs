@@ -7,6 +7,8 @@
 //! per-connection gaps and duplicates, and latency in an HDR histogram. It prints one JSON line
 //! on stdout and a short summary on stderr.
 
+mod chaos;
+
 use std::cell::{Cell, RefCell};
 use std::process::Stdio;
 use std::rc::Rc;
@@ -43,6 +45,9 @@ enum Cmd {
     Churn(Opts),
     /// Fan-out while connections are dropped at random and resume with `last_event_id`.
     Resume(Opts),
+    /// Slow readers (4008), session changes (4001), expiring tokens (1008) and garbage input
+    /// in loops, counting anything unexpected: the soak's rough edges.
+    Chaos(chaos::ChaosOpts),
     /// Internal: one worker process, driven by the coordinator over stdin/stdout.
     #[command(hide = true)]
     Worker,
@@ -133,6 +138,9 @@ struct Opts {
     /// Bytes of padding in each event's data, to make the envelope about 200 bytes.
     #[arg(long, default_value_t = 48)]
     pad: usize,
+    /// Player ids are this prefix and a number, so runs against one server can keep apart.
+    #[arg(long, default_value = "p")]
+    prefix: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Debug)]
@@ -196,6 +204,7 @@ struct Plan {
     concurrency: usize,
     drop_every_ms: u64,
     seed: u64,
+    prefix: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -241,6 +250,7 @@ fn main() -> Result<()> {
         Cmd::Hold(o) => local.block_on(&rt, coordinate(Scenario::Hold, o)),
         Cmd::Churn(o) => local.block_on(&rt, coordinate(Scenario::Churn, o)),
         Cmd::Resume(o) => local.block_on(&rt, coordinate(Scenario::Resume, o)),
+        Cmd::Chaos(o) => local.block_on(&rt, chaos::run(o)),
     }
 }
 
@@ -449,7 +459,7 @@ async fn receiver(
     sem: Rc<Semaphore>,
     mut rng: u64,
 ) -> (u32, StreamCheck, bool) {
-    let player = format!("p{p}");
+    let player = format!("{}{p}", ctx.plan.prefix);
     let mut check = StreamCheck::default();
     let permit = sem.acquire().await;
     let started = Instant::now();
@@ -558,7 +568,7 @@ async fn churn(ctx: Rc<Ctx>, cpu0: u64) -> Report {
                 let host = &ctx.plan.hosts[n as usize % ctx.plan.hosts.len()];
                 let port = ctx.plan.ports[n as usize % ctx.plan.ports.len()];
                 n += ctx.plan.concurrency as u64;
-                let player = format!("p{p}");
+                let player = format!("{}{p}", ctx.plan.prefix);
                 let started = Instant::now();
                 let r = async {
                     let mut link = ctx.dial(&player, t, host, port, None).await?;
@@ -739,6 +749,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             concurrency: o.concurrency,
             drop_every_ms: o.drop_every_ms,
             seed: 0x5EED ^ u64::from(w),
+            prefix: o.prefix.clone(),
         };
         ws.push(Worker::spawn(&plan).await?);
     }
@@ -1184,7 +1195,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                             if j > 0 {
                                 ids.push(',');
                             }
-                            ids += &format!("\"p{p}\"");
+                            ids += &format!("\"{}{p}\"", o.prefix);
                         }
                         format!(r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#)
                     }
@@ -1235,7 +1246,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 for ev in answer.events {
                     if let Some(slot) = ev
                         .player_id
-                        .strip_prefix('p')
+                        .strip_prefix(o.prefix.as_str())
                         .and_then(|i| i.parse::<usize>().ok())
                         .and_then(|i| pb.per_player.get_mut(i))
                     {

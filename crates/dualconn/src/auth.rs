@@ -1,5 +1,8 @@
 //! Who is asking: player JWTs and admin API keys (SPEC §1). No HTTP types live here.
 
+// Token claims are numbers a client controls (SPEC §12.26): no unchecked arithmetic here.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -189,10 +192,15 @@ impl Authenticator {
                 "the player claim is not a valid player id",
             ));
         }
+        // SPEC §12.26: an `exp` no clock can represent is refused, not a panic.
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(claims.exp))
+            .and_then(|t| t.checked_add(self.leeway))
+            .ok_or(AuthError::Invalid("exp is out of range"))?;
         Ok(Principal::Player {
             id: PlayerId::from(player.as_ref()),
             admin: claims.role.as_deref() == Some("admin"),
-            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp) + self.leeway,
+            expires_at,
         })
     }
 
@@ -231,6 +239,15 @@ impl Authenticator {
             claims.insert("iss".into(), iss.as_str().into());
         }
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding).ok()
+    }
+}
+
+impl Authenticator {
+    /// Signs arbitrary claims with the shared secret, so the fuzz targets reach claim checks
+    /// that a forged signature never gets past.
+    pub(crate) fn sign_any(&self, claims: &serde_json::Value) -> Option<String> {
+        let encoding = self.encoding.as_ref()?;
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, encoding).ok()
     }
 }
 
@@ -313,6 +330,53 @@ mod tests {
             ours.authenticate(&token),
             Err(AuthError::Invalid("bad signature"))
         );
+    }
+
+    fn sign(secret: &str, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn huge_time_claims_are_refused_or_accepted_never_a_panic() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut config = hs(secret);
+        config.leeway = Duration::from_secs(60);
+        let auth = Authenticator::new(&config).unwrap();
+        let max = u64::MAX;
+        for claims in [
+            serde_json::json!({"sub": "alice", "exp": max}),
+            serde_json::json!({"sub": "alice", "exp": max, "iat": max, "nbf": max}),
+            serde_json::json!({"sub": "alice", "exp": max - 30}),
+            serde_json::json!({"sub": "alice", "exp": 18446744073709551616.0_f64}),
+            serde_json::json!({"sub": "alice", "exp": 1e300}),
+            serde_json::json!({"sub": "alice", "exp": -1}),
+        ] {
+            assert!(
+                auth.authenticate(&sign(secret, claims.clone())).is_err(),
+                "{claims}"
+            );
+        }
+        assert_eq!(
+            auth.authenticate(&sign(secret, serde_json::json!({"sub": "a", "exp": max}))),
+            Err(AuthError::Invalid("exp is out of range"))
+        );
+        // 2^53 seconds is far off but representable: a valid token.
+        let far = 1u64 << 53;
+        let token = sign(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": far, "iat": far, "nbf": far}),
+        );
+        match auth.authenticate(&token) {
+            Ok(Principal::Player { expires_at, .. }) => {
+                assert!(expires_at > SystemTime::now());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

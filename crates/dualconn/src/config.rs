@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::hub::{BudgetConfig, default_max_connections};
+
+/// 512 MiB: room for 512 readers a full default outbox behind at once, far below the memory
+/// of any machine meant to hold thousands of connections.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 512 << 20;
+
 /// Every setting an operator can give. The same struct is read from the command line and from
 /// the TOML file, so the two can never drift apart.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -133,6 +139,14 @@ pub struct Settings {
     /// Log format: `text` or `json`; DUALCONN_LOG filters, e.g. `debug` [default: text]
     #[arg(long, env = "DUALCONN_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    // The node's budget (SPEC §12.27): past either bound new streams get 503.
+    /// Streams this node holds at once [default: the descriptor limit less a reserve]
+    #[arg(long, env = "DUALCONN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Bytes queued in all outboxes together; past it the heaviest readers close [default: 536870912]
+    #[arg(long, env = "DUALCONN_MAX_QUEUED_BYTES")]
+    pub max_queued_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
@@ -258,6 +272,8 @@ pub struct Config {
     pub command_rate: Rate,
     /// Cluster mode through Redis; `None` runs one process with nothing else.
     pub cluster: Option<RedisSettings>,
+    /// Node-wide bounds on streams and queued bytes.
+    pub budget: BudgetConfig,
 }
 
 pub use crate::backplane::redis::RedisSettings;
@@ -347,6 +363,8 @@ impl Settings {
             redis_prefix,
             node_id,
             log_format,
+            max_connections,
+            max_queued_bytes,
         )
     }
 
@@ -554,6 +572,16 @@ impl Settings {
                 )? as u32,
             },
             cluster,
+            budget: BudgetConfig {
+                max_connections: positive(
+                    "max_connections",
+                    self.max_connections.unwrap_or_else(default_max_connections) as u64,
+                )? as usize,
+                max_queued_bytes: positive(
+                    "max_queued_bytes",
+                    self.max_queued_bytes.unwrap_or(DEFAULT_MAX_QUEUED_BYTES) as u64,
+                )? as usize,
+            },
         };
         Ok(config)
     }

@@ -23,6 +23,11 @@ pub struct Delivery {
     expiry: Pin<Box<Sleep>>,
     /// Set once the expiry has been acted on, so the fired timer is not polled again.
     expired: bool,
+    /// When the token expires. The timer is armed at most [`MAX_TIMER`] ahead, so a token far
+    /// in the future re-arms it instead of overflowing the clock (SPEC §12.26).
+    token_expires: SystemTime,
+    /// True while the timer is armed short of the expiry, so its firing means "look again".
+    armed_short: bool,
     /// Frames moved out of the outbox, reused between batches.
     batch: Vec<Frame>,
 }
@@ -40,15 +45,15 @@ impl Delivery {
         let period = hub.config().heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let left = token_expires
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
+        let (deadline, armed_short) = expiry_deadline(token_expires);
         Delivery {
             hub,
             conn,
             heartbeat,
-            expiry: Box::pin(tokio::time::sleep_until(Instant::now() + left)),
+            expiry: Box::pin(tokio::time::sleep_until(deadline)),
             expired: false,
+            token_expires,
+            armed_short,
             batch: Vec::new(),
         }
     }
@@ -73,6 +78,12 @@ impl Delivery {
                     };
                 }
                 _ = &mut self.expiry, if !self.expired => {
+                    if self.armed_short {
+                        let (deadline, short) = expiry_deadline(self.token_expires);
+                        self.armed_short = short;
+                        self.expiry.as_mut().reset(deadline);
+                        continue;
+                    }
                     self.expired = true;
                     let frame = local_frame(&self.conn.player, local::TOKEN_EXPIRED, &wire::Empty {});
                     self.conn.outbox.close(Some(frame), CloseReason::TokenExpired);
@@ -96,6 +107,19 @@ impl Delivery {
         frames.clear();
         self.batch = frames;
     }
+}
+
+/// The longest a timer is armed for: a year is far inside what every clock represents.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+
+/// When to look at the token's expiry next: at the expiry itself, or a year from now when that
+/// is further off (a token's `exp` can be as large as a client signs it), and whether it was
+/// cut short.
+fn expiry_deadline(token_expires: SystemTime) -> (Instant, bool) {
+    let left = token_expires
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    (Instant::now() + left.min(MAX_TIMER), left > MAX_TIMER)
 }
 
 impl Drop for Delivery {

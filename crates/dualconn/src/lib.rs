@@ -18,6 +18,8 @@ pub mod backplane;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 mod http2;
 pub mod hub;

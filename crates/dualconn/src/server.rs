@@ -111,7 +111,11 @@ impl App {
                     .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?,
             )),
         };
-        let hub = Arc::new(Hub::with_backplane(HubConfig::from(&config), backplane));
+        let hub = Arc::new(Hub::build(
+            HubConfig::from(&config),
+            backplane,
+            config.budget,
+        ));
         let commands = Runner::new(handler, hub.clone(), config.command_rate);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -165,6 +169,15 @@ impl App {
         self.state.auth.mint(player, ttl, false)
     }
 
+    /// The router, for the fuzz targets that send requests without sockets.
+    pub(crate) fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Cancel it to shut down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -195,6 +208,7 @@ impl App {
                     .watch(state.metrics.tls_reloads(), shutdown.clone()),
             );
         }
+        tracker.spawn(keep_to_budget(state.hub.clone(), shutdown.clone()));
 
         loop {
             let (stream, peer) = tokio::select! {
@@ -305,6 +319,18 @@ where
         }
         // Dropping the connection closes the socket and the SSE body with it.
         _ = slow_reader.gave_up(SSE_STALL_GRACE) => {}
+    }
+}
+
+/// Closes the heaviest readers whenever the node's queued bytes pass their bound.
+async fn keep_to_budget(hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hub.budget.overspent() => {
+                hub.shed_queued_bytes();
+            }
+        }
     }
 }
 

@@ -350,7 +350,22 @@ pub struct SessionAnalytics {
 pub struct PerformanceResponse {
     pub connection_establishment: EstablishmentFigures,
     pub message_delivery: DeliveryFigures,
+    pub node_budget: BudgetFigures,
     pub timestamp: String,
+}
+
+/// SPEC §12.27: how full the node is, against its two bounds.
+#[derive(Serialize, ToSchema)]
+pub struct BudgetFigures {
+    pub connections: usize,
+    pub max_connections: usize,
+    pub queued_bytes: usize,
+    pub max_queued_bytes: usize,
+    /// Streams refused with 503 since start, by the bound that was reached.
+    pub refused_streams_connections: u64,
+    pub refused_streams_queued_bytes: u64,
+    /// Connections closed (4008) to bring the queued bytes back under their bound.
+    pub shed_connections: u64,
 }
 
 #[derive(Serialize, ToSchema)]

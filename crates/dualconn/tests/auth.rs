@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -586,59 +585,22 @@ struct Keys {
     ec_other: Pair,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is needed to make test keys (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Test-only key pairs, made once per test binary with the `openssl` CLI.
+/// Test-only key pairs, committed under `tests/fixtures/keys` so the tests need no `openssl`.
 fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let dir = scratch_dir("keys");
-        let pair = |name: &str, rsa: bool| {
-            let private = format!("{name}.pem");
-            let public = format!("{name}.pub.pem");
-            if rsa {
-                // PKCS#1: what EncodingKey::from_rsa_pem reads.
-                openssl(&dir, &["genrsa", "-traditional", "-out", &private, "2048"]);
-            } else {
-                // PKCS#8: what EncodingKey::from_ec_pem reads.
-                openssl(
-                    &dir,
-                    &[
-                        "genpkey",
-                        "-algorithm",
-                        "EC",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                        "-out",
-                        &private,
-                    ],
-                );
-            }
-            openssl(&dir, &["pkey", "-in", &private, "-pubout", "-out", &public]);
+    macro_rules! pair {
+        ($name:literal) => {
             Pair {
-                private: std::fs::read(dir.join(&private)).unwrap(),
-                public: std::fs::read(dir.join(&public)).unwrap(),
+                private: include_bytes!(concat!("fixtures/keys/", $name, ".pem")).to_vec(),
+                public: include_bytes!(concat!("fixtures/keys/", $name, ".pub.pem")).to_vec(),
             }
         };
-        let keys = Keys {
-            rsa: pair("rsa", true),
-            rsa_other: pair("rsa-other", true),
-            ec: pair("ec", false),
-            ec_other: pair("ec-other", false),
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        keys
+    }
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys {
+        rsa: pair!("rsa"),
+        rsa_other: pair!("rsa-other"),
+        ec: pair!("ec"),
+        ec_other: pair!("ec-other"),
     })
 }
 
@@ -952,6 +914,39 @@ async fn an_expiring_token_ends_both_transports_with_token_expired() {
     assert_envelope("expired token", status, &body, 401, "authentication_error");
     assert_eq!(body["details"]["error_code"], "TOKEN_EXPIRED");
     server.ws("alice", "").await.next_event().await;
+}
+
+/// SPEC §12.26: a correctly signed token whose time claims are as large as JSON allows. One
+/// whose `exp` no clock represents is 401 with the envelope on every transport, never a cut
+/// connection; one far off but representable (2^53 s) opens streams that work.
+#[tokio::test]
+async fn signed_tokens_with_huge_exp_iat_and_nbf_are_answered_not_panicked_on() {
+    let server = Server::start_with(|s| s.jwt_leeway_secs = Some(60)).await;
+    let max = u64::MAX;
+    for claims in [
+        json!({"sub": "alice", "exp": max, "iat": max, "nbf": max}),
+        json!({"sub": "alice", "exp": max - 60, "iat": max}),
+        json!({"sub": "alice", "exp": 1e300, "nbf": 1e300}),
+    ] {
+        let token = token_with(claims.clone());
+        let what = claims.to_string();
+        let req = ws_request(&server, "/api/ws", Some(&token), Place::Subprotocol);
+        let (status, _, body) = ws_refused(&server, req).await;
+        assert_envelope(&what, status, &body, 401, "authentication_error");
+        let (status, body) = sse_refused(&server, "/sse/alice", &token).await;
+        assert_envelope(&what, status, &body, 401, "authentication_error");
+        let (status, body) = status_of(&server, &token).await;
+        assert_envelope(&what, status, &body, 401, "authentication_error");
+    }
+    let far = 1u64 << 53;
+    let token = token_with(json!({"sub": "alice", "exp": far, "iat": far, "nbf": far}));
+    let mut ws = server.ws_at("/api/ws", &token).await.expect("opens");
+    assert_eq!(ws.next_event().await["event_type"], "connected");
+    let mut sse = Sse::from_response(sse_get(&server, "/sse/alice", &token).await);
+    assert_eq!(sse.next_event().await["event_type"], "connected");
+    server.publish(&["alice"], "tick", json!({})).await;
+    assert_eq!(ws.next_event().await["event_type"], "tick");
+    assert_eq!(sse.next_event().await["event_type"], "tick");
 }
 
 // ---------------------------------------------------------------------------------------------

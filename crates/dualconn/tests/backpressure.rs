@@ -2,22 +2,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// Resident memory of this process (the server runs in it), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// A WebSocket handshake over a raw socket with a tiny receive buffer, so that the kernel
 /// holds little on the client's behalf once it stops reading.
@@ -80,45 +68,31 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_others_are_unaffect
     let mut good = server.ws("good", "").await;
     good.next_event().await;
     let big = "x".repeat(200 * 1024);
-    let before = rss_kib();
-    let started = Instant::now();
 
-    // Flood the slow player until the server drops it from fan-out, checking the good player
-    // between floods.
-    let mut worst = Duration::ZERO;
+    // Flood the slow player until the server drops it from fan-out, checking between floods
+    // that the good player still gets every event. Memory and latency under this load are the
+    // soak's business (scripts/soak.sh): a sibling test shares this process and its CPU.
     let mut flagged_after = None;
     for round in 0..400 {
         let r = server.publish(&["slow"], "blob", json!({"b": big})).await;
         if r["events"][0]["connections"] == 0 {
-            flagged_after = Some((round, started.elapsed()));
+            flagged_after = Some(round);
             break;
         }
-        let sent = Instant::now();
         server
             .publish(&["good"], "tick", json!({"round": round}))
             .await;
         let e = good.next_event().await;
         assert_eq!(e["data"]["round"], round);
-        worst = worst.max(sent.elapsed());
     }
-    let (rounds, took) = flagged_after.expect("the slow client was cut off");
-    // Keep publishing to it: what it would have been owed now far exceeds any bound.
-    for _ in 0..100 {
-        server.publish(&["slow"], "blob", json!({"b": big})).await;
-    }
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
-    eprintln!(
-        "slow consumer cut off after {rounds} publishes of 200 KiB in {took:?}; \
-         worst good-player latency {worst:?}; RSS grew {grown_mib} MiB"
-    );
-    // ~24 MiB was published to the slow player; the server keeps a 1 MiB outbox, half that in
-    // history and the kernel's buffers.
+    let rounds = flagged_after.expect("the slow client was cut off");
+    // The 1 MiB outbox and the kernel's buffers hold a few of these 200 KiB events, not 200.
     assert!(rounds < 200, "cut off after {rounds} rounds");
-    assert!(grown_mib < 64, "server memory grew {grown_mib} MiB");
-    assert!(
-        worst < Duration::from_secs(1),
-        "the good player waited {worst:?}"
-    );
+    // Keep publishing to it: nothing more is queued for a connection that is closing.
+    for _ in 0..100 {
+        let r = server.publish(&["slow"], "blob", json!({"b": big})).await;
+        assert_eq!(r["events"][0]["connections"], 0);
+    }
 
     // Once it reads again it finds the close frame with 4008 behind what was queued.
     let code = within(read_until_close(&mut slow)).await;

@@ -364,3 +364,257 @@ async fn stats_follow_connections_as_they_come_and_go() {
     assert_eq!(average(&s), 0.0);
     assert_eq!(s["session_statistics"]["total_sessions"], 5);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The node's budget (SPEC §12.27)
+// ---------------------------------------------------------------------------------------------
+
+/// The real binary under `prlimit --nofile=128`: its stream cap defaults to the descriptor
+/// limit less a reserve (128 − 32 = 96). Past it, new streams on both transports get 503
+/// `connection_error` with `Retry-After`; REST and health keep answering; the streams it holds
+/// still get their events; and once one closes, a new one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_lowered_descriptor_limit_the_binary_is_full_at_its_cap_and_says_so() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut child = tokio::process::Command::new("prlimit")
+        .args([
+            "--nofile=128:128",
+            "--",
+            env!("CARGO_BIN_EXE_dualconn"),
+            "serve",
+        ])
+        .env("DUALCONN_BIND", "127.0.0.1:0")
+        .env("DUALCONN_JWT_SECRET", SECRET)
+        .env("DUALCONN_ADMIN_KEYS", ADMIN_KEY)
+        .env("DUALCONN_CONNECT_RATE_PER_IP", "100000")
+        .env("DUALCONN_CONNECT_BURST_PER_IP", "100000")
+        .env("DUALCONN_LOG_FORMAT", "json")
+        .env("DUALCONN_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prlimit (util-linux) runs the server binary");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = within(async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the server logs");
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "listening" {
+                return v["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+        }
+    })
+    .await;
+    // Keep reading the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let admin_get = |path: &str| http.get(url(path)).bearer_auth(ADMIN_KEY).send();
+
+    let perf: Value = within(admin_get("/monitoring/performance"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cap = perf["node_budget"]["max_connections"].as_u64().unwrap();
+    assert_eq!(cap, 96, "128 descriptors less the reserve: {perf}");
+
+    let token = |p: &str| token_with(json!({"sub": p, "exp": now_secs() + 3600}));
+    let sse = |p: String| {
+        let req = http.get(url(&format!("/sse/{p}?token={}", token(&p))));
+        async move { within(req.send()).await.unwrap() }
+    };
+    let mut held = Vec::new();
+    for i in 0..cap {
+        let res = sse(format!("held{i}")).await;
+        assert_eq!(res.status(), 200, "stream {i} of {cap}");
+        held.push(Sse::from_response(res));
+    }
+
+    let refused = sse("one-more".into()).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused.headers()["retry-after"].to_str().unwrap(),
+        "5",
+        "503 carries Retry-After"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_type"], "connection_error", "{body}");
+    let mut req = format!("ws://{addr}/api/ws").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("bearer, {}", token("one-more-ws")).parse().unwrap(),
+    );
+    match within(tokio_tungstenite::connect_async(req.clone())).await {
+        Err(tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 503);
+            assert!(res.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+
+    // REST and health answer, and held streams are untouched.
+    let live = within(http.get(url("/health/live")).send()).await.unwrap();
+    assert_eq!(live.status(), 200);
+    let published = within(
+        http.post(url("/api/publish"))
+            .bearer_auth(ADMIN_KEY)
+            .json(
+                &json!({"player_ids": ["held0", "held95"], "event_type": "still_here", "data": {}}),
+            )
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(published.status(), 200);
+    for i in [0, 95] {
+        let stream = &mut held[i];
+        assert_eq!(stream.next_event().await["event_type"], "connected");
+        assert_eq!(stream.next_event().await["event_type"], "still_here");
+    }
+    let perf: Value = within(admin_get("/monitoring/performance"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(perf["node_budget"]["connections"], cap);
+    assert_eq!(perf["node_budget"]["refused_streams_connections"], 2);
+    let metrics = within(admin_get("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dualconn_node_connections_max 96"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dualconn_node_connections 96"),
+        "{metrics}"
+    );
+
+    // One stream closes: the server notices and takes a new one.
+    drop(held.pop());
+    within(async {
+        loop {
+            let res = sse("after-one-left".into()).await;
+            if res.status() == 200 {
+                return;
+            }
+            assert_eq!(res.status(), 503);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    child.kill().await.unwrap();
+}
+
+/// Raw WebSocket with a tiny receive buffer that stops reading once open.
+async fn stalled_ws(server: &Server, player: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.token(player),
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        within(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream
+}
+
+/// With a node-wide queued-bytes bound below one outbox's own bound, a reader that stops
+/// reading is closed by the node's budget (4008) before its outbox overflows; a reader that
+/// keeps up is untouched, and the shedding shows in the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_queued_bytes_budget_the_heaviest_reader_is_closed_with_4008() {
+    let server = Server::start_with(|s| {
+        s.max_body_bytes = Some(1 << 20);
+        s.outbox_bytes = Some(4 << 20);
+        s.max_queued_bytes = Some(512 << 10);
+    })
+    .await;
+    let mut slow = stalled_ws(&server, "heavy").await;
+    let mut good = server.ws("light", "").await;
+    good.next_event().await;
+    let blob = "h".repeat(64 * 1024);
+    let mut cut_off = false;
+    for round in 0..1000 {
+        let r = server.publish(&["heavy"], "blob", json!({"b": blob})).await;
+        if r["events"][0]["connections"] == 0 {
+            cut_off = true;
+            break;
+        }
+        server
+            .publish(&["light"], "tick", json!({"round": round}))
+            .await;
+        assert_eq!(good.next_event().await["data"]["round"], round);
+    }
+    assert!(cut_off, "the stalled reader was closed");
+    let perf: Value = server
+        .get("/monitoring/performance", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let budget = &perf["node_budget"];
+    assert_eq!(budget["shed_connections"], 1, "{budget}");
+    assert_eq!(budget["max_queued_bytes"], 512 << 10);
+    assert!(
+        budget["queued_bytes"].as_u64().unwrap() < 512 << 10,
+        "{budget}"
+    );
+    assert_eq!(
+        perf["message_delivery"]["slow_consumer_disconnects"], 1,
+        "{perf}"
+    );
+
+    // Reading again, the stalled reader finds 4008 after what the kernel held.
+    use tokio::io::AsyncReadExt;
+    let code = within(async {
+        // Only the tail is kept: the close frame is the last thing sent, and what comes
+        // before it is megabytes of the events the kernel held.
+        let mut tail = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = slow.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return None;
+            }
+            tail.extend_from_slice(&chunk[..n]);
+            let keep = tail.len().saturating_sub(64);
+            tail.drain(..keep);
+            // 0x88, a length of 2 + reason, then the code; event frames are ASCII JSON, so
+            // 0x88 cannot appear in them.
+            if let Some(at) = tail
+                .windows(2)
+                .rposition(|w| w[0] == 0x88 && (w[1] as usize) < 126)
+                && tail.len() >= at + 4
+                && tail.len() == at + 2 + tail[at + 1] as usize
+            {
+                return Some(u16::from_be_bytes([tail[at + 2], tail[at + 3]]));
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, Some(4008));
+    server
+        .publish(&["light"], "tick", json!({"after": true}))
+        .await;
+    assert_eq!(good.next_event().await["data"]["after"], true);
+}

@@ -229,3 +229,69 @@ async fn metrics_parse_and_move() {
         .unwrap();
     assert_eq!(live.status(), 200);
 }
+
+/// SPEC §12.25: a replayed event counts as sent when queued and as delivered when written, so
+/// `successful_deliveries + failed_deliveries <= total_messages_sent` at every moment, and after
+/// resumes with replays the counts are exact.
+#[tokio::test]
+async fn replayed_events_count_as_sent_and_the_delivery_figures_add_up() {
+    let server = Server::start().await;
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        let r = server.publish(&["replayer"], "tick", json!({"i": i})).await;
+        seqs.push(r["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    let invariant = |p: &Value| {
+        let d = &p["message_delivery"];
+        let (sent, ok, failed) = (
+            d["total_messages_sent"].as_u64().unwrap(),
+            d["successful_deliveries"].as_u64().unwrap(),
+            d["failed_deliveries"].as_u64().unwrap(),
+        );
+        assert!(ok + failed <= sent, "{d}");
+        (sent, ok, failed)
+    };
+    assert_eq!(
+        invariant(&get(&server, "/monitoring/performance").await),
+        (0, 0, 0),
+        "no connection was addressed"
+    );
+
+    // A WebSocket resumes after the first event (4 replayed), an SSE stream after the third
+    // (2 replayed), then one live event reaches both.
+    let mut ws = server
+        .ws("replayer", &format!("?last_event_id={}", seqs[0]))
+        .await;
+    let mut sse = server
+        .sse("replayer", &format!("?last_event_id={}", seqs[2]))
+        .await;
+    for (conn, replayed) in [(0, 4), (1, 2)] {
+        let mut events = Vec::new();
+        for _ in 0..replayed + 2 {
+            events.push(if conn == 0 {
+                ws.next_event().await
+            } else {
+                sse.next_event().await
+            });
+        }
+        assert_eq!(events[1]["data"]["replayed"], replayed);
+        assert_eq!(events[1]["data"]["recovered"], true);
+        invariant(&get(&server, "/monitoring/performance").await);
+    }
+    server
+        .publish(&["replayer"], "tick", json!({"live": true}))
+        .await;
+    assert_eq!(ws.next_event().await["data"]["live"], true);
+    assert_eq!(sse.next_event().await["data"]["live"], true);
+    invariant(&get(&server, "/monitoring/performance").await);
+
+    drop(ws);
+    drop(sse);
+    until(&server, "/api/connections/stats", |s| {
+        s["total_connections"] == 0
+    })
+    .await;
+    let p = get(&server, "/monitoring/performance").await;
+    assert_eq!(invariant(&p), (8, 8, 0), "4 + 2 replayed and 2 live: {p}");
+    assert_eq!(p["message_delivery"]["delivery_success_rate"], 100.0);
+}

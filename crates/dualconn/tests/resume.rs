@@ -222,3 +222,78 @@ async fn last_event_id_header_resumes_sse_and_the_query_wins() {
     assert_eq!(recovery["data"]["recovered"], false);
     assert_eq!(recovery["data"]["replayed"], 0);
 }
+
+/// SPEC §12.26: cursors at the edges of u64 and of JavaScript's exact integers, in the query
+/// and in `Last-Event-ID`, on both transports. Each is a cursor ahead of the stream: the
+/// connection opens, says `recovered: false`, replays nothing and then carries live events.
+/// (Debug builds check overflow, so an unchecked `+ 1` on the cursor fails this test.)
+#[tokio::test]
+async fn huge_cursors_are_ahead_of_the_stream_on_both_transports_in_query_and_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+    let server = Server::start().await;
+    server.publish(&["edge"], "tick", json!({})).await;
+    let token = server.token("edge");
+    for cursor in [u64::MAX, 1 << 53, (1 << 53) - 1] {
+        for in_header in [false, true] {
+            let query = if in_header {
+                String::new()
+            } else {
+                format!("?last_event_id={cursor}")
+            };
+            let what = format!("cursor {cursor}, header {in_header}");
+
+            let mut req = server
+                .ws_url(&format!("/api/ws{query}"))
+                .into_client_request()
+                .unwrap();
+            let headers = req.headers_mut();
+            headers.insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_str(&format!("bearer, {token}")).unwrap(),
+            );
+            if in_header {
+                headers.insert("last-event-id", HeaderValue::from(cursor));
+            }
+            let mut ws = server.ws_request(req).await.expect(&what);
+
+            let sep = if query.is_empty() { "?" } else { "&" };
+            let mut get = server
+                .http
+                .get(server.url(&format!("/sse/edge{query}{sep}token={token}")));
+            if in_header {
+                get = get.header("last-event-id", cursor.to_string());
+            }
+            let res = within(get.send()).await.unwrap();
+            assert_eq!(res.status(), 200, "{what}");
+            let mut sse = Sse::from_response(res);
+
+            assert_eq!(ws.next_event().await["event_type"], "connected", "{what}");
+            assert_eq!(sse.next_event().await["event_type"], "connected", "{what}");
+            let expected =
+                json!({"recovered": false, "from_sequence_number": cursor, "replayed": 0});
+            assert_eq!(ws.next_event().await["data"], expected, "{what}");
+            assert_eq!(sse.next_event().await["data"], expected, "{what}");
+
+            let live = server
+                .publish(&["edge"], "tick", json!({"live": true}))
+                .await;
+            let seq = &live["events"][0]["sequence_number"];
+            assert_eq!(&ws.next_event().await["sequence_number"], seq, "{what}");
+            assert_eq!(&sse.next_event().await["sequence_number"], seq, "{what}");
+        }
+    }
+    // One past u64 is not a number at all: 400, never a wrap.
+    let res = within(
+        server
+            .http
+            .get(server.url(&format!(
+                "/sse/edge?token={token}&last_event_id=18446744073709551616"
+            )))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+}

@@ -184,6 +184,16 @@ async function poll(generation) {
 const fmtInt = (n) => (n == null ? "–" : Math.round(n).toLocaleString("en-US"));
 const fmtPct = (n) => (n == null ? "–" : `${n.toFixed(1)}%`);
 const fmtMs = (n) => (n == null ? "–" : `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`);
+const fmtBytes = (n) => {
+  if (n == null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+};
 const fmtRate = (n) => (n == null ? "–" : n < 10 ? n.toFixed(1) : Math.round(n).toLocaleString("en-US"));
 
 function healthClass(pct) {
@@ -239,6 +249,13 @@ function render({ dual, health, perf, players }) {
   $("deliveries-total").textContent = fmtInt(del.successful_deliveries);
   $("deliveries-failed").textContent = fmtInt(del.failed_deliveries);
   $("delivery-rate").textContent = del.delivery_success_rate.toFixed(1);
+  // The node's two bounds (connections, bytes queued for slow readers): past either, new
+  // streams are refused with 503.
+  const budget = perf.node_budget;
+  $("node-connections").textContent = fmtInt(budget.connections);
+  $("node-connections-max").textContent = fmtInt(budget.max_connections);
+  $("node-queued").textContent = fmtBytes(budget.queued_bytes);
+  $("node-queued-max").textContent = fmtBytes(budget.max_queued_bytes);
   $("ws-est-avg").textContent = fmtMs(wsAvg);
   $("ws-est-max").textContent = fmtMs(wsMax);
   $("sse-est-avg").textContent = fmtMs(sseAvg);

@@ -1,5 +1,9 @@
 //! Who may come in: credentials, connection-attempt limits and origin checks.
 
+// Cursors, credentials and query strings come from the network (SPEC §12.26): no unchecked
+// arithmetic in this module.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -253,7 +257,8 @@ impl ConnectLimits {
 }
 
 fn retry_secs(wait: std::time::Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
 }
 
 /// SPEC §12.24: with a list, a browser's `Origin` must be on it; with none, it must be this

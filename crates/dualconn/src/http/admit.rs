@@ -2,6 +2,10 @@
 //! SPEC §12.15 fixes: per-IP limit, authentication, authorization, validation, per-player
 //! limit, then the session rules.
 
+// Cursors, credentials and query strings come from the network (SPEC §12.26): no unchecked
+// arithmetic in this module.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,7 +17,7 @@ use super::access::{Caller, Query, TokenPlaces, origin_allowed};
 use super::connect_hook::{Grant, Greeting};
 use super::error::ApiError;
 use crate::delivery::Delivery;
-use crate::hub::{ConnKind, Join, JoinError, PlayerId};
+use crate::hub::{ConnKind, Join, JoinError, PlayerId, RETRY_AFTER};
 
 /// Where the player of a stream is named.
 pub enum PathPlayer<'a> {
@@ -118,6 +122,11 @@ pub async fn join(
     admitted: &Admitted,
     kind: ConnKind,
 ) -> Result<Delivery, ApiError> {
+    // SPEC §12.27: a full node refuses new streams and leaves the ones it holds alone.
+    app.hub
+        .budget
+        .admit()
+        .map_err(|full| ApiError::node_full(full.to_string(), RETRY_AFTER.as_secs()))?;
     let conn = app
         .hub
         .connect(Join {

@@ -92,6 +92,14 @@ impl ApiError {
         e
     }
 
+    /// SPEC §12.27: the node is full; the client may try again after `retry_after_secs`.
+    pub fn node_full(message: impl Into<Cow<'static, str>>, retry_after_secs: u64) -> ApiError {
+        let mut e = ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, message)
+            .with_details(serde_json::json!({"retry_after_seconds": retry_after_secs}));
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
     pub fn connection(status: StatusCode, message: impl Into<Cow<'static, str>>) -> ApiError {
         ApiError::new(status, "connection_error", message)
     }

@@ -78,6 +78,26 @@ impl Metrics {
                 "dualconn_sessions",
                 "Current sessions within the session ttl",
             ),
+            d(
+                "dualconn_node_connections",
+                "Streams this node holds, against dualconn_node_connections_max",
+            ),
+            d(
+                "dualconn_node_connections_max",
+                "The node's stream cap (DUALCONN_MAX_CONNECTIONS)",
+            ),
+            d(
+                "dualconn_node_queued_bytes",
+                "Bytes queued in every outbox together",
+            ),
+            d(
+                "dualconn_node_queued_bytes_max",
+                "The node's queued-bytes bound (DUALCONN_MAX_QUEUED_BYTES)",
+            ),
+            d(
+                "dualconn_runtime_alive_tasks",
+                "Tasks alive in the server's runtime: back to its idle level once load stops",
+            ),
         ] {
             r.describe_gauge(name.into(), None, help.into());
         }
@@ -117,6 +137,14 @@ impl Metrics {
             d(
                 "dualconn_tls_reloads_total",
                 "Attempts to load a new TLS certificate, by outcome",
+            ),
+            d(
+                "dualconn_node_full_refusals_total",
+                "New streams refused with 503 because the node was full, by bound",
+            ),
+            d(
+                "dualconn_node_shed_connections_total",
+                "Connections closed to bring the queued bytes back under their bound",
             ),
         ] {
             r.describe_counter(name.into(), None, help.into());
@@ -183,6 +211,22 @@ impl Metrics {
         self.gauge("dualconn_dual_connected_players", &[])
             .set(s.dual as f64);
         self.gauge("dualconn_sessions", &[]).set(s.sessions as f64);
+        let budget = &state.hub.budget;
+        let bounds = budget.config();
+        for (name, value) in [
+            ("dualconn_node_connections", budget.connections()),
+            ("dualconn_node_connections_max", bounds.max_connections),
+            ("dualconn_node_queued_bytes", budget.queued_bytes()),
+            ("dualconn_node_queued_bytes_max", bounds.max_queued_bytes),
+            (
+                "dualconn_runtime_alive_tasks",
+                tokio::runtime::Handle::try_current()
+                    .map(|h| h.metrics().num_alive_tasks())
+                    .unwrap_or(0),
+            ),
+        ] {
+            self.gauge(name, &[]).set(value as f64);
+        }
         for (name, labels, value) in [
             (
                 "dualconn_messages_sent_total",
@@ -230,6 +274,21 @@ impl Metrics {
                 load(&c.session_replacements),
             ),
             ("dualconn_evictions_total", &[][..], load(&c.evictions)),
+            (
+                "dualconn_node_full_refusals_total",
+                &[("bound", "connections")][..],
+                load(&budget.refused_connections),
+            ),
+            (
+                "dualconn_node_full_refusals_total",
+                &[("bound", "queued_bytes")][..],
+                load(&budget.refused_queued_bytes),
+            ),
+            (
+                "dualconn_node_shed_connections_total",
+                &[][..],
+                load(&budget.shed),
+            ),
         ] {
             self.counter(name, labels).absolute(value);
         }

@@ -1,5 +1,6 @@
 //! Admin monitoring routes (reference "Monitoring Endpoints", SPEC §9) and `/metrics`.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -11,7 +12,7 @@ use super::AppState;
 use super::access::Query;
 use super::error::ApiError;
 use super::rest::health_word;
-use crate::hub::{ConnKind, StatsSnapshot, percentage};
+use crate::hub::{Budget, ConnKind, StatsSnapshot, percentage};
 use crate::wire;
 #[allow(unused_imports)] // Named by the `#[utoipa::path]` attributes.
 use crate::wire::ErrorBody;
@@ -133,8 +134,22 @@ pub async fn performance(
             },
             slow_consumer_disconnects: c.slow_consumers,
         },
+        node_budget: budget_figures(&app.hub.budget),
         timestamp: wire::timestamp(SystemTime::now()),
     }))
+}
+
+fn budget_figures(b: &Budget) -> wire::BudgetFigures {
+    let config = b.config();
+    wire::BudgetFigures {
+        connections: b.connections(),
+        max_connections: config.max_connections,
+        queued_bytes: b.queued_bytes(),
+        max_queued_bytes: config.max_queued_bytes,
+        refused_streams_connections: b.refused_connections.load(Ordering::Relaxed),
+        refused_streams_queued_bytes: b.refused_queued_bytes.load(Ordering::Relaxed),
+        shed_connections: b.shed.load(Ordering::Relaxed),
+    }
 }
 
 #[utoipa::path(

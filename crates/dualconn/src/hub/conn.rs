@@ -95,7 +95,7 @@ impl Conn {
         id: Box<str>,
         kind: ConnKind,
         player: PlayerId,
-        outbox_bytes: usize,
+        outbox: Outbox,
         epoch: Instant,
         epoch_wall: SystemTime,
     ) -> Conn {
@@ -106,7 +106,7 @@ impl Conn {
             player,
             session: OnceLock::new(),
             generation: AtomicU64::new(0),
-            outbox: Outbox::new(outbox_bytes),
+            outbox,
             epoch,
             epoch_wall,
             opened_ms: now,

@@ -7,6 +7,7 @@
 //! [`Hub::connect`]); with Redis they live there, and this node keeps only its connections and
 //! what it needs to merge live events with history (see `backplane/redis`).
 
+mod budget;
 mod conn;
 mod outbox;
 mod player;
@@ -24,9 +25,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+pub use budget::{Budget, BudgetConfig, Full, RETRY_AFTER, default_max_connections};
 pub use conn::{CloseReason, Conn, ConnKind};
 pub use outbox::{Frame, Outbox, Pushed};
-pub use player::{REPLACED_SESSIONS_REMEMBERED, Replay};
+pub use player::{MAX_SAFE_CURSOR, REPLACED_SESSIONS_REMEMBERED, Replay};
 pub use stats::{CounterTotals, Counters, Establishment};
 pub use trends::{HealthTrends, SAMPLES_PER_DAY};
 
@@ -263,16 +265,29 @@ pub struct Hub {
     shutting_down: AtomicBool,
     /// Where numbering, history, sessions and presence live: this process, or Redis.
     backplane: Backplane,
+    /// Streams and queued bytes on this node, shared with every outbox.
+    pub budget: Arc<Budget>,
 }
 
 impl Hub {
     /// A single-process hub: the local backplane.
     pub fn new(config: HubConfig) -> Hub {
-        Hub::with_backplane(config, Backplane::Local)
+        Hub::build(config, Backplane::Local, BudgetConfig::default())
     }
 
+    /// A single-process hub under the node-wide bounds of SPEC §12.27.
+    pub fn with_budget(config: HubConfig, budget: BudgetConfig) -> Hub {
+        Hub::build(config, Backplane::Local, budget)
+    }
+
+    /// A hub on the given backplane, with the default node-wide bounds.
     pub fn with_backplane(config: HubConfig, backplane: Backplane) -> Hub {
+        Hub::build(config, backplane, BudgetConfig::default())
+    }
+
+    pub fn build(config: HubConfig, backplane: Backplane, budget: BudgetConfig) -> Hub {
         Hub {
+            budget: Arc::new(Budget::new(budget)),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             config,
@@ -377,6 +392,9 @@ impl Hub {
             player.history.expire(now, self.config.history_ttl);
             let replay = player.history.after(cursor, player.next_seq);
             opening.push(recovery_frame(join.player, cursor, &replay));
+            // SPEC §12.25: a replayed event is sent like any other, so that its write is
+            // never counted as a delivery of something not sent.
+            Counters::add(&self.counters.messages_sent, replay.frames.len());
             opening.extend(replay.frames);
         }
         // History holds at most half the outbox bound, so the opening always fits.
@@ -396,7 +414,7 @@ impl Hub {
             format!("{prefix}_{}{n}", self.conn_prefix).into_boxed_str(),
             kind,
             player.clone(),
-            self.config.outbox_bytes,
+            Outbox::with_budget(self.config.outbox_bytes, self.budget.clone()),
             self.epoch,
             self.epoch_wall,
         ))
@@ -446,6 +464,8 @@ impl Hub {
         let mut opening = vec![self.connected_frame(conn, &session)];
         if let Some((cursor, replay)) = replay {
             opening.push(recovery_frame(&conn.player, cursor, &replay));
+            // SPEC §12.25, as for a single node's replay.
+            Counters::add(&self.counters.messages_sent, replay.frames.len());
             opening.extend(replay.frames);
         }
         conn.set_session(session.clone());
@@ -566,26 +586,31 @@ impl Hub {
     /// Pushes one numbered frame to every connection of the player, closing those that
     /// overflow; returns how many queued it.
     fn fan_out(&self, player: &mut Player, frame: &Frame) -> usize {
-        let mut queued = 0;
+        let (mut queued, mut addressed) = (0, 0);
         player
             .conns
             .retain(|conn| match conn.outbox.push(frame.clone()) {
                 (Pushed::Queued, _) => {
                     queued += 1;
+                    addressed += 1;
                     true
                 }
                 (Pushed::Overflowed, dropped) => {
+                    addressed += 1;
                     self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
                     Counters::add(&self.counters.deliveries_failed, dropped + 1);
                     false
                 }
                 (Pushed::Closed, _) => {
+                    addressed += 1;
                     Counters::add(&self.counters.deliveries_failed, 1);
                     true
                 }
+                // The connection already has it: not sent again, so not counted again.
                 (Pushed::Duplicate, _) => true,
             });
-        Counters::add(&self.counters.messages_sent, queued);
+        // SPEC §12.25: every connection addressed counts as sent, so drops count against it.
+        Counters::add(&self.counters.messages_sent, addressed);
         queued
     }
 
@@ -1103,11 +1128,12 @@ impl Hub {
 
     /// Queues a connection-local event on one connection, within its bound.
     pub fn send_local<D: Serialize + ?Sized>(&self, conn: &Conn, event_type: &str, data: &D) {
-        let (pushed, _) = conn
+        let (pushed, dropped) = conn
             .outbox
             .push(local_frame(&conn.player, event_type, data));
         if pushed == Pushed::Overflowed {
             self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            Counters::add(&self.counters.deliveries_failed, dropped);
         }
     }
 }

@@ -5,12 +5,14 @@
 //! huge event costs as much as thousands of small ones.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::CloseReason;
+use super::budget::Budget;
 
 /// One event's bytes on its way to a socket.
 #[derive(Clone, Debug)]
@@ -55,18 +57,27 @@ pub struct Outbox {
     overflow: Notify,
     /// The byte bound from `DUALCONN_OUTBOX_BYTES`.
     cap: usize,
+    /// The node's budget: this outbox counts itself and its bytes there too.
+    budget: Arc<Budget>,
 }
 
 /// Stream frames dropped when an outbox closed, for the failed-delivery count.
 pub type Dropped = usize;
 
 impl Outbox {
+    /// An outbox under no node budget.
     pub fn new(cap: usize) -> Outbox {
+        Outbox::with_budget(cap, Arc::default())
+    }
+
+    pub fn with_budget(cap: usize, budget: Arc<Budget>) -> Outbox {
+        budget.opened();
         Outbox {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             overflow: Notify::new(),
             cap,
+            budget,
         }
     }
 
@@ -84,16 +95,14 @@ impl Outbox {
             state.last_seq = seq;
         }
         if state.bytes + frame.json.len() > self.cap {
-            let dropped = state.frames.iter().filter(|f| f.seq.is_some()).count();
-            state.frames = VecDeque::new();
-            state.bytes = 0;
-            state.close = Some(CloseReason::SlowConsumer);
+            let dropped = self.drop_queue(&mut state, CloseReason::SlowConsumer);
             drop(state);
             self.wake.notify_one();
             self.overflow.notify_waiters();
             return (Pushed::Overflowed, dropped);
         }
         state.bytes += frame.json.len();
+        self.budget.queued(frame.json.len());
         state.frames.push_back(frame);
         drop(state);
         self.wake.notify_one();
@@ -112,6 +121,7 @@ impl Outbox {
                 state.last_seq = state.last_seq.max(seq);
             }
             state.bytes += frame.json.len();
+            self.budget.queued(frame.json.len());
             state.frames.push_back(frame);
         }
         drop(state);
@@ -128,6 +138,8 @@ impl Outbox {
             return;
         }
         let live = std::mem::take(&mut state.frames);
+        // Everything is counted again below, live frames that stay included.
+        self.budget.drained(state.bytes);
         state.bytes = 0;
         state.last_seq = state.last_seq.max(floor);
         for frame in opening
@@ -138,6 +150,7 @@ impl Outbox {
                 state.last_seq = state.last_seq.max(seq);
             }
             state.bytes += frame.json.len();
+            self.budget.queued(frame.json.len());
             state.frames.push_back(frame);
         }
         drop(state);
@@ -153,6 +166,7 @@ impl Outbox {
         }
         if let Some(frame) = last {
             state.bytes += frame.json.len();
+            self.budget.queued(frame.json.len());
             state.frames.push_back(frame);
         }
         state.close = Some(reason);
@@ -171,6 +185,7 @@ impl Outbox {
                 let mut state = self.state.lock();
                 if !state.frames.is_empty() {
                     out.extend(state.frames.drain(..));
+                    self.budget.drained(state.bytes);
                     state.bytes = 0;
                     if state.frames.capacity() > 64 {
                         // A burst should not pin its queue's memory for the connection's life.
@@ -184,6 +199,31 @@ impl Outbox {
             }
             self.wake.notified().await;
         }
+    }
+
+    /// Drops everything queued and starts closing with `reason`, unless closing already began.
+    /// Returns how many stream frames were dropped.
+    pub fn shed(&self, reason: CloseReason) -> Option<Dropped> {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return None;
+        }
+        let dropped = self.drop_queue(&mut state, reason);
+        drop(state);
+        self.wake.notify_one();
+        self.overflow.notify_waiters();
+        Some(dropped)
+    }
+
+    /// Empties the queue and sets the close reason; the caller wakes the writer and watchers.
+    fn drop_queue(&self, state: &mut State, reason: CloseReason) -> Dropped {
+        let dropped = state.frames.iter().filter(|f| f.seq.is_some()).count();
+        // A new queue, not a cleared one: the point is to give the memory back.
+        state.frames = VecDeque::new();
+        self.budget.drained(state.bytes);
+        state.bytes = 0;
+        state.close = Some(reason);
+        dropped
     }
 
     /// Resolves once the outbox overflowed, so a writer stuck on a full socket can give up.
@@ -212,6 +252,11 @@ impl Outbox {
         self.cap
     }
 
+    #[cfg(test)]
+    fn queue_capacity(&self) -> usize {
+        self.state.lock().frames.capacity()
+    }
+
     /// Stream frames still queued, for the failed-delivery count when a connection ends.
     pub fn queued_stream_frames(&self) -> usize {
         let state = self.state.lock();
@@ -219,9 +264,17 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.budget.drained(self.state.get_mut().bytes);
+        self.budget.closed();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::budget::BudgetConfig;
 
     fn frame(seq: u64, len: usize) -> Frame {
         Frame {
@@ -292,5 +345,99 @@ mod tests {
             outbox.next(&mut out).await,
             Some(CloseReason::SessionReplaced)
         );
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_exactly_fills_the_bound_is_queued() {
+        let outbox = Outbox::new(20);
+        assert_eq!(outbox.push(frame(1, 10)), (Pushed::Queued, 0));
+        assert_eq!(outbox.push(frame(2, 10)), (Pushed::Queued, 0));
+        assert_eq!(outbox.queued_bytes(), 20);
+        assert_eq!(outbox.push(frame(3, 1)), (Pushed::Overflowed, 2));
+    }
+
+    #[tokio::test]
+    async fn the_opening_replay_counts_against_the_bound() {
+        let outbox = Outbox::new(25);
+        outbox.push_unbounded([frame(1, 10)]);
+        assert_eq!(outbox.queued_bytes(), 10);
+        assert_eq!(outbox.push(frame(2, 10)), (Pushed::Queued, 0));
+        assert_eq!(
+            outbox.push(frame(3, 10)),
+            (Pushed::Overflowed, 2),
+            "10 unbounded + 10 + 10 passes 25"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_frame_is_counted_while_it_waits() {
+        let outbox = Outbox::new(100);
+        outbox.push(frame(1, 4));
+        outbox.close(Some(frame(2, 7)), CloseReason::TokenExpired);
+        assert_eq!(outbox.queued_bytes(), 11);
+        let empty = Outbox::new(100);
+        empty.close(Some(frame(1, 7)), CloseReason::TokenExpired);
+        assert_eq!(empty.queued_bytes(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_burst_gives_its_queue_memory_back_and_a_small_one_keeps_it() {
+        let outbox = Outbox::new(1 << 20);
+        let mut out = Vec::new();
+        // 64 frames fill a queue of exactly 64: kept for the next batch.
+        for seq in 0..64 {
+            outbox.push(frame(seq, 1));
+        }
+        // VecDeque grows by doubling from 4, so this is the boundary itself.
+        assert_eq!(outbox.queue_capacity(), 64);
+        outbox.next(&mut out).await;
+        assert_eq!(outbox.queue_capacity(), 64, "a queue of 64 is not shrunk");
+        // A bigger burst is given back.
+        // Numbers keep rising: an outbox takes each number once.
+        for seq in 64..1064 {
+            outbox.push(frame(seq, 1));
+        }
+        out.clear();
+        outbox.next(&mut out).await;
+        assert_eq!(out.len(), 1000);
+        assert!(outbox.queue_capacity() <= 64, "{}", outbox.queue_capacity());
+        // A small burst keeps its queue.
+        for seq in 1064..1104 {
+            outbox.push(frame(seq, 1));
+        }
+        let small = outbox.queue_capacity();
+        outbox.next(&mut out).await;
+        assert_eq!(outbox.queue_capacity(), small);
+    }
+
+    #[tokio::test]
+    async fn the_node_budget_sees_every_byte_queued_and_drained() {
+        let budget = Arc::new(Budget::new(BudgetConfig::default()));
+        let a = Outbox::with_budget(100, budget.clone());
+        let b = Outbox::with_budget(100, budget.clone());
+        assert_eq!(budget.connections(), 2);
+        a.push_unbounded([frame(1, 5)]);
+        a.push(frame(2, 10));
+        b.push(frame(1, 20));
+        b.close(Some(frame(2, 3)), CloseReason::TokenExpired);
+        assert_eq!(budget.queued_bytes(), 38);
+        let mut out = Vec::new();
+        a.next(&mut out).await;
+        assert_eq!(budget.queued_bytes(), 23);
+        a.push(frame(3, 50));
+        a.push(frame(4, 50));
+        assert_eq!(budget.queued_bytes(), 123);
+        assert_eq!(a.push(frame(5, 1)).0, Pushed::Overflowed);
+        assert_eq!(budget.queued_bytes(), 23, "overflow gave a's queue back");
+        drop(b);
+        assert_eq!(
+            budget.queued_bytes(),
+            0,
+            "what a dropped outbox held is given back"
+        );
+        assert_eq!(budget.connections(), 1);
+        assert_eq!(a.shed(CloseReason::SlowConsumer), None, "already closing");
+        drop(a);
+        assert_eq!(budget.connections(), 0);
     }
 }

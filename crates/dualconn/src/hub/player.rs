@@ -1,6 +1,9 @@
 //! One player's state: its stream position, retained history, session and live connections.
 //! Always accessed under its shard's lock, so nothing here is synchronised itself.
 
+// Resume cursors come from the network (SPEC §12.26): no unchecked arithmetic in this module.
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -84,7 +87,9 @@ impl Player {
 
     pub fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        // Seeded near 1.8e15 and raised by one per event: u64 cannot be reached, and
+        // saturating keeps the lint's promise without a branch that could panic.
+        self.next_seq = seq.saturating_add(1);
         seq
     }
 }
@@ -122,11 +127,24 @@ pub struct History {
     max_bytes: usize,
 }
 
+/// 2^53: the first integer JavaScript cannot tell from its neighbour (SPEC §12.1, §12.26).
+pub const MAX_SAFE_CURSOR: u64 = 1 << 53;
+
 /// What a cursor finds in history.
 pub struct Replay {
     /// True when nothing after the cursor was lost.
     pub recovered: bool,
     pub frames: Vec<Frame>,
+}
+
+impl Replay {
+    /// A cursor ahead of the stream: nothing to replay, and not recovered.
+    fn nothing() -> Replay {
+        Replay {
+            recovered: false,
+            frames: Vec::new(),
+        }
+    }
 }
 
 impl History {
@@ -142,7 +160,7 @@ impl History {
         if max_len == 0 || frame.json.len() > self.max_bytes {
             return;
         }
-        self.bytes += frame.json.len();
+        self.bytes = self.bytes.saturating_add(frame.json.len());
         self.entries.push_back((now, frame));
         while self.entries.len() > max_len || self.bytes > self.max_bytes {
             self.pop();
@@ -164,16 +182,22 @@ impl History {
 
     fn pop(&mut self) {
         if let Some((_, frame)) = self.entries.pop_front() {
-            self.bytes -= frame.json.len();
+            self.bytes = self.bytes.saturating_sub(frame.json.len());
         }
     }
 
     /// Everything retained after `cursor`. `next_seq` is the stream's next position: a cursor at
     /// or past it has nothing to replay and, past it, is not from this stream (SPEC §12.4).
+    /// A cursor at or above 2^53 is always ahead of the stream (SPEC §12.26): no stream number
+    /// reaches it, and clients in JavaScript could not have read it exactly.
     pub fn after(&self, cursor: u64, next_seq: u64) -> Replay {
+        // The cursor comes from the network: every step on it is checked.
+        let Some(first_missing) = cursor.checked_add(1).filter(|_| cursor < MAX_SAFE_CURSOR) else {
+            return Replay::nothing();
+        };
         if cursor >= next_seq {
             return Replay {
-                recovered: cursor.checked_add(1) == Some(next_seq),
+                recovered: first_missing == next_seq,
                 frames: Vec::new(),
             };
         }
@@ -185,10 +209,11 @@ impl History {
             .collect();
         // Complete when the first retained event after the cursor is the very next one, or
         // when the cursor is the last event given.
-        Replay {
-            recovered: recovered(cursor, frames.first().and_then(|f| f.seq), next_seq),
-            frames,
-        }
+        let recovered = match frames.first().and_then(|f| f.seq) {
+            Some(first) => first == first_missing,
+            None => first_missing == next_seq,
+        };
+        Replay { recovered, frames }
     }
 
     #[cfg(test)]
@@ -250,6 +275,30 @@ mod tests {
         let r = h.after(99, 15);
         assert!(!r.recovered, "a cursor ahead of the stream");
         assert!(r.frames.is_empty());
+    }
+
+    #[test]
+    fn cursors_at_the_edges_of_u64_and_javascript_are_ahead_of_the_stream() {
+        let now = Instant::now();
+        let mut h = History::new(1000);
+        h.push(now, frame(5), 3);
+        for cursor in [u64::MAX, u64::MAX - 1, MAX_SAFE_CURSOR] {
+            let r = h.after(cursor, 6);
+            assert!(!r.recovered, "{cursor}");
+            assert!(r.frames.is_empty(), "{cursor}");
+        }
+        // Even a stream that had reached 2^53 would not take such a cursor as its own.
+        let r = h.after(MAX_SAFE_CURSOR, MAX_SAFE_CURSOR + 1);
+        assert!(!r.recovered);
+        // 2^53 - 1 is still an ordinary number: here, one ahead of the stream.
+        let r = h.after(MAX_SAFE_CURSOR - 1, 6);
+        assert!(!r.recovered);
+        assert!(r.frames.is_empty());
+        let r = h.after(MAX_SAFE_CURSOR - 1, MAX_SAFE_CURSOR);
+        assert!(
+            r.recovered,
+            "the last event given, at the top of the safe range"
+        );
     }
 
     #[tokio::test(start_paused = true)]

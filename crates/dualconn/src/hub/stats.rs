@@ -9,7 +9,8 @@ use super::conn::ConnKind;
 /// are read off the player shards when asked, so they can never drift from the truth.
 #[derive(Default)]
 pub struct Counters {
-    /// Stream events times the connections they were addressed to.
+    /// Stream events times the connections they were addressed to, replays included (SPEC
+    /// §12.25): every delivery counted below was first counted here.
     pub messages_sent: AtomicU64,
     /// Stream events written to a socket.
     pub deliveries_ok: AtomicU64,

@@ -370,6 +370,13 @@ impl RedisBackplane {
         }
         frames.reverse();
         let next_seq = last_seq.saturating_add(1);
+        if cursor >= crate::hub::MAX_SAFE_CURSOR {
+            // SPEC §12.26: no stream reaches 2^53, so such a cursor is ahead of every stream.
+            return crate::hub::Replay {
+                recovered: false,
+                frames: Vec::new(),
+            };
+        }
         let recovered = if cursor >= next_seq {
             cursor.checked_add(1) == Some(next_seq)
         } else {
