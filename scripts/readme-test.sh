@@ -38,7 +38,14 @@ text = open("README.md").read()
 for i, block in enumerate(re.findall(r"```sh\n(.*?)```", text, re.S)):
     open(f"{sys.argv[1]}/block-{i}.sh", "w").write(block)
 PY
-block() { grep -l -- "$1" "$work"/block-*.sh | head -n1; }
+# The first block, in README order, that holds a string (later sections reuse the same commands).
+block() {
+  local f
+  for f in $(printf '%s\n' "$work"/block-*.sh | sort -V); do
+    grep -q -- "$1" "$f" && { echo "$f"; return 0; }
+  done
+  return 1
+}
 
 # 1. "cargo run --release -p dualconn -- serve", in the debug profile, on a free port.
 serve_cmd=$(grep -m1 -o 'cargo run --release -p dualconn -- serve' "$(block 'cargo run --release -p dualconn -- serve')")
