@@ -658,3 +658,38 @@ async fn redis_going_away_refuses_new_work_keeps_connections_and_comes_back() {
         "the nodes registered their connections again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_leaves_the_figures_at_once() {
+    let mut nodes = cluster(2, |_| {}).await;
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let mut ws = a.ws("ivy", "").await;
+    ws.next_event().await;
+    let mut sse = b.sse("ivy", "").await;
+    sse.next_event().await;
+    let connections = |stats: Value| stats["total_connections"].as_u64().unwrap();
+    let stats: Value = b
+        .get("/api/connections/stats", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connections(stats), 2);
+    // `stop` returns once the node drained and took itself out of Redis: no ttl to wait for.
+    a.stop().await;
+    let stats: Value = b
+        .get("/api/connections/stats", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connections(stats), 1);
+    let info: Value = b
+        .get("/api/connections/ivy", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["presence"]["total_connections"], 1);
+}

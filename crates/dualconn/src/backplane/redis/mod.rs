@@ -684,32 +684,29 @@ impl RedisBackplane {
         Ok((listings, total))
     }
 
-    /// Every live node's latest report.
-    async fn reports(&self) -> Result<Vec<NodeReport>, Unavailable> {
+    /// Runs a script that reads across the live nodes (its arguments: the prefix, the node ttl).
+    async fn across_nodes<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+    ) -> Result<T, Unavailable> {
         self.check()?;
-        let raw: Vec<String> = self
-            .scripts
-            .reports
+        script
             .prepare_invoke()
             .arg(self.prefix())
             .arg(Self::ttl_ms(NODE_TTL))
             .invoke_async(&mut self.redis.clone())
             .await
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Every live node's latest report.
+    async fn reports(&self) -> Result<Vec<NodeReport>, Unavailable> {
+        let raw: Vec<String> = self.across_nodes(&self.scripts.reports).await?;
         Ok(raw.iter().filter_map(|r| NodeReport::parse(r)).collect())
     }
 
     pub(crate) async fn stats(&self, _hub: &Hub) -> Result<StatsSnapshot, Unavailable> {
-        self.check()?;
-        let raw: Vec<Value> = self
-            .scripts
-            .stats
-            .prepare_invoke()
-            .arg(self.prefix())
-            .arg(Self::ttl_ms(NODE_TTL))
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(|e| self.failed(&e))?;
+        let raw: Vec<Value> = self.across_nodes(&self.scripts.stats).await?;
         let mut counts = [0usize; 7];
         for (slot, v) in counts.iter_mut().zip(&raw) {
             *slot = redis::from_redis_value_ref(v).unwrap_or(0);

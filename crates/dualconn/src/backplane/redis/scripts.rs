@@ -64,6 +64,18 @@ local function idle(player, sttl)
   redis.call('PEXPIRE', P .. ':p:' .. player, sttl)
   redis.call('PEXPIRE', P .. ':r:' .. player, sttl)
 end
+local function forget_node(gone, sttl)
+  local prefix = gone .. '|'
+  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. gone)) do
+    local ck = P .. ':c:' .. player
+    for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+      if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
+    end
+    if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+  end
+  redis.call('DEL', P .. ':np:' .. gone, P .. ':s:' .. gone)
+  redis.call('ZREM', P .. ':nodes', gone)
+end
 local function events_msg(head, tail, list)
   return 'E ' .. #head .. ' ' .. #tail .. '\n' .. head .. tail .. '\n' .. table.concat(list, '\n')
 end
@@ -358,18 +370,7 @@ local t = ms()
 redis.call('ZADD', P .. ':nodes', num(t), node)
 redis.call('SET', P .. ':s:' .. node, ARGV[3], 'PX', num(ttl))
 local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. num(t - ttl))
-for _, gone in ipairs(dead) do
-  local prefix = gone .. '|'
-  for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. gone)) do
-    local ck = P .. ':c:' .. player
-    for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
-      if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
-    end
-    if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
-  end
-  redis.call('DEL', P .. ':np:' .. gone, P .. ':s:' .. gone)
-  redis.call('ZREM', P .. ':nodes', gone)
-end
+for _, gone in ipairs(dead) do forget_node(gone, sttl) end
 return dead
 "#
 );
@@ -432,17 +433,7 @@ return {base, redis.call('XRANGE', P .. ':h:' .. ARGV[2], ARGV[3], '+', 'COUNT',
 /// waiting for the others to notice its silence.
 pub const RETIRE: &str = lua!(
     r#"
-local node, sttl = ARGV[2], ARGV[3]
-local prefix = node .. '|'
-for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
-  local ck = P .. ':c:' .. player
-  for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
-    if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
-  end
-  if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
-end
-redis.call('DEL', P .. ':np:' .. node, P .. ':s:' .. node)
-redis.call('ZREM', P .. ':nodes', node)
+forget_node(ARGV[2], ARGV[3])
 return 1
 "#
 );
