@@ -656,6 +656,10 @@ impl Hub {
         if let Some(parked) = &mut player.catching_up {
             if parked.len() < self.config.history_size.max(64) {
                 parked.push(frame);
+            } else {
+                // More waiting than history could replay: let each client resume instead.
+                player.catching_up = None;
+                self.close_for_resume(player);
             }
             return Delivered::Parked;
         }
