@@ -523,7 +523,7 @@ impl Hub {
         match &self.backplane {
             Backplane::Local => Ok(self.publish_local(player_id, &template)),
             Backplane::Redis(redis) => {
-                let mut out = redis.publish(self, &[player_id], &template).await?;
+                let mut out = redis.publish(&[player_id], &template).await?;
                 out.pop().map(|(_, p)| p).ok_or(Unavailable)
             }
         }
@@ -543,7 +543,7 @@ impl Hub {
                 .iter()
                 .map(|p| (PlayerId::from(*p), self.publish_local(p, &template)))
                 .collect()),
-            Backplane::Redis(redis) => redis.publish(self, players, &template).await,
+            Backplane::Redis(redis) => redis.publish(players, &template).await,
         }
     }
 
@@ -623,7 +623,7 @@ impl Hub {
         let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
         match &self.backplane {
             Backplane::Local => Ok(self.broadcast_local(&template)),
-            Backplane::Redis(redis) => redis.broadcast(self, &template).await,
+            Backplane::Redis(redis) => redis.broadcast(&template).await,
         }
     }
 
@@ -999,7 +999,7 @@ impl Hub {
     pub async fn cluster_stats(&self) -> Result<StatsSnapshot, Unavailable> {
         match &self.backplane {
             Backplane::Local => Ok(self.stats()),
-            Backplane::Redis(redis) => redis.stats(self).await,
+            Backplane::Redis(redis) => redis.stats().await,
         }
     }
 
@@ -1007,7 +1007,7 @@ impl Hub {
     pub async fn cluster_counters(&self) -> Result<CounterTotals, Unavailable> {
         match &self.backplane {
             Backplane::Local => Ok(self.counters.totals()),
-            Backplane::Redis(redis) => redis.counters(self).await,
+            Backplane::Redis(redis) => redis.counters().await,
         }
     }
 

@@ -396,7 +396,6 @@ impl RedisBackplane {
 
     pub(crate) async fn publish(
         &self,
-        _hub: &Hub,
         players: &[&str],
         template: &EventTemplate,
     ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
@@ -447,7 +446,6 @@ impl RedisBackplane {
 
     pub(crate) async fn broadcast(
         &self,
-        _hub: &Hub,
         template: &EventTemplate,
     ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
         self.check()?;
@@ -644,27 +642,21 @@ impl RedisBackplane {
     ) -> Result<(Vec<PlayerListing>, usize), Unavailable> {
         let (rows, total) = self.online_raw(limit).await?;
         let reports = self.reports().await?;
+        // This node's own connections report exactly; others through their node's report.
         let (local, _) = hub.local_online(usize::MAX);
+        let mut local: std::collections::HashMap<String, ConnListing> = local
+            .into_iter()
+            .flat_map(|p| p.connections)
+            .map(|c| (c.connection_id.clone(), c))
+            .collect();
         let listings = rows
             .into_iter()
             .map(|(player_id, session_id, members)| PlayerListing {
                 connections: members
                     .iter()
                     .map(|m| {
-                        // This node's own connections report exactly; others through reports.
-                        if let Some(c) = local
-                            .iter()
-                            .filter(|l| l.player_id == player_id)
-                            .flat_map(|l| &l.connections)
-                            .find(|c| c.connection_id == m.conn_id)
-                        {
-                            return ConnListing {
-                                connection_id: c.connection_id.clone(),
-                                kind: c.kind,
-                                healthy: c.healthy,
-                                last_activity: c.last_activity,
-                                opened_at: c.opened_at,
-                            };
+                        if let Some(c) = local.remove(&m.conn_id) {
+                            return c;
                         }
                         let (healthy, activity) = remote_health(&reports, m);
                         let at = activity.unwrap_or_else(SystemTime::now);
@@ -705,7 +697,7 @@ impl RedisBackplane {
         Ok(raw.iter().filter_map(|r| NodeReport::parse(r)).collect())
     }
 
-    pub(crate) async fn stats(&self, _hub: &Hub) -> Result<StatsSnapshot, Unavailable> {
+    pub(crate) async fn stats(&self) -> Result<StatsSnapshot, Unavailable> {
         let raw: Vec<Value> = self.across_nodes(&self.scripts.stats).await?;
         let mut counts = [0usize; 7];
         for (slot, v) in counts.iter_mut().zip(&raw) {
@@ -735,10 +727,7 @@ impl RedisBackplane {
         })
     }
 
-    pub(crate) async fn counters(
-        &self,
-        _hub: &Hub,
-    ) -> Result<crate::hub::CounterTotals, Unavailable> {
+    pub(crate) async fn counters(&self) -> Result<crate::hub::CounterTotals, Unavailable> {
         let mut total = crate::hub::CounterTotals::default();
         for r in self.reports().await? {
             total += r.counters;
