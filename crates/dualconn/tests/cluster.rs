@@ -128,11 +128,8 @@ async fn a_new_session_through_any_node_ends_connections_on_every_node() {
     let mut again = c.ws("carol", "?session_id=round-2").await;
     assert_eq!(again.next_event().await["data"]["session_id"], "round-2");
     let info: Value = a
-        .get("/api/connections/carol/session", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/connections/carol/session", ADMIN_KEY)
+        .await;
     assert_eq!(info["session_id"], "round-2");
     assert_eq!(info["active_connections"], 1);
 }
@@ -198,45 +195,25 @@ async fn figures_count_every_node() {
         assert_eq!(e["event_type"], "connected");
     }
     for node in &nodes {
-        let stats: Value = node
-            .get("/api/connections/stats", ADMIN_KEY)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = node.get_json("/api/connections/stats", ADMIN_KEY).await;
         assert_eq!(stats["total_players"], 2);
         assert_eq!(stats["total_connections"], 3);
         assert_eq!(stats["connection_distribution"]["dual_connections"], 1);
         assert_eq!(stats["connection_distribution"]["websocket_only"], 1);
         assert_eq!(stats["connection_distribution"]["sse_only"], 0);
     }
-    let info: Value = c
-        .get("/api/connections/erin", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let info: Value = c.get_json("/api/connections/erin", ADMIN_KEY).await;
     assert_eq!(info["connections"]["websocket"]["count"], 1);
     assert_eq!(info["connections"]["sse"]["count"], 1);
     assert_eq!(info["presence"]["status"], "online");
     assert_eq!(info["presence"]["total_connections"], 2);
-    let dual: Value = b
-        .get("/monitoring/dual-connections", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let dual: Value = b.get_json("/monitoring/dual-connections", ADMIN_KEY).await;
     assert_eq!(
         dual["connection_distribution"]["dual_connection_players"],
         1
     );
     assert_eq!(dual["connection_health"]["total_connections"], 3);
-    let listed: Value = a
-        .get("/monitoring/players", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = a.get_json("/monitoring/players", ADMIN_KEY).await;
     assert_eq!(listed["total_players"], 2);
     assert_eq!(listed["players"][0]["player_id"], "erin");
     assert_eq!(
@@ -647,12 +624,7 @@ async fn redis_going_away_refuses_new_work_keeps_connections_and_comes_back() {
     assert_eq!(on_ws["event_type"], "after");
     assert_eq!(on_ws["sequence_number"], after);
     assert_eq!(sse.next_event().await["sequence_number"], after);
-    let info: Value = a
-        .get("/api/connections/gina/session", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let info: Value = a.get_json("/api/connections/gina/session", ADMIN_KEY).await;
     assert_eq!(
         info["active_connections"], 2,
         "the nodes registered their connections again"
@@ -669,27 +641,12 @@ async fn a_node_stopped_gracefully_leaves_the_figures_at_once() {
     let mut sse = b.sse("ivy", "").await;
     sse.next_event().await;
     let connections = |stats: Value| stats["total_connections"].as_u64().unwrap();
-    let stats: Value = b
-        .get("/api/connections/stats", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = b.get_json("/api/connections/stats", ADMIN_KEY).await;
     assert_eq!(connections(stats), 2);
     // `stop` returns once the node drained and took itself out of Redis: no ttl to wait for.
     a.stop().await;
-    let stats: Value = b
-        .get("/api/connections/stats", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = b.get_json("/api/connections/stats", ADMIN_KEY).await;
     assert_eq!(connections(stats), 1);
-    let info: Value = b
-        .get("/api/connections/ivy", ADMIN_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let info: Value = b.get_json("/api/connections/ivy", ADMIN_KEY).await;
     assert_eq!(info["presence"]["total_connections"], 1);
 }

@@ -176,6 +176,13 @@ impl Server {
             .expect("request sent")
     }
 
+    /// A GET whose answer is JSON, read whole.
+    pub async fn get_json(&self, path: &str, bearer: &str) -> Value {
+        within(self.get(path, bearer).await.json())
+            .await
+            .expect("a JSON answer")
+    }
+
     pub async fn post(&self, path: &str, bearer: &str, body: Value) -> reqwest::Response {
         within(
             self.http
