@@ -87,20 +87,16 @@ impl Webhook {
             data: &command.data,
         })
         .map_err(|_| CommandError::system("cannot encode the command"))?;
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(secret) = &self.secret {
-            request = request.header("x-dualconn-signature", signature(secret, &body));
-        }
-        let response = request.body(body).send().await.map_err(|e| {
-            if e.is_timeout() {
-                CommandError::system("the game backend did not answer in time")
-            } else {
-                CommandError::system("the game backend could not be reached")
-            }
-        })?;
+        let response = signed_post(&self.client, &self.url, self.secret.as_deref(), body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    CommandError::system("the game backend did not answer in time")
+                } else {
+                    CommandError::system("the game backend could not be reached")
+                }
+            })?;
         let status = response.status();
         if !status.is_success() {
             return Err(CommandError::system(format!(
@@ -146,6 +142,22 @@ impl Webhook {
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body).
+/// A JSON POST to a game backend, signed when a secret is set: every webhook is sent this way.
+pub fn signed_post(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    secret: Option<&[u8]>,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut request = client
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(secret) = secret {
+        request = request.header("x-dualconn-signature", signature(secret, &body));
+    }
+    request.body(body)
+}
+
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");

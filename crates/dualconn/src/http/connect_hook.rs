@@ -19,7 +19,7 @@ use super::admit::valid_session_id;
 use super::error::ApiError;
 use super::rest::valid_event_type;
 use crate::auth::{Principal, valid_player_id};
-use crate::commands::webhook::signature;
+use crate::commands::webhook::signed_post;
 use crate::config::WebhookConfig;
 use crate::hub::{Event, Hub, PlayerId};
 use crate::wire::local;
@@ -142,18 +142,14 @@ impl ConnectHook {
             remote_addr: presented.ip.to_string(),
         })
         .map_err(|_| unavailable("the credentials could not be encoded"))?;
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(secret) = &self.secret {
-            request = request.header("x-dualconn-signature", signature(secret, &body));
-        }
-        let response = request.body(body).send().await.map_err(|e| {
-            // reqwest's error text can hold the URL but never the body, where the token is.
-            tracing::warn!(timeout = e.is_timeout(), "connect webhook unreachable");
-            unavailable("the game backend did not answer")
-        })?;
+        let response = signed_post(&self.client, &self.url, self.secret.as_deref(), body)
+            .send()
+            .await
+            .map_err(|e| {
+                // reqwest's error text can hold the URL but never the body, where the token is.
+                tracing::warn!(timeout = e.is_timeout(), "connect webhook unreachable");
+                unavailable("the game backend did not answer")
+            })?;
         match response.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED => {
