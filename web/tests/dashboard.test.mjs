@@ -306,6 +306,16 @@ test("the dashboard signs itself in and follows connections as they open and clo
   // The node budget counts every stream the node holds, against its cap.
   await waitForFigure(page, "node-connections", "===", 4);
   await waitForFigure(page, "node-connections-max", ">", 4);
+  // Rooms: two memberships in one room, counted, never listed by id.
+  for (const player of ["alice", "bob"]) {
+    const res = await fetch(`${server.base}/api/rooms/hall/members/${player}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${server.adminKey}` },
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+  await waitForFigure(page, "rooms-total", "===", 1);
+  await waitForFigure(page, "room-memberships", "===", 2);
   await waitForFigure(page, "dual-players", "===", 1);
   await waitForFigure(page, "players-online", "===", 2);
   await waitForFigure(page, "health-pct", "===", 100);

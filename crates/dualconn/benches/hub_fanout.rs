@@ -29,6 +29,8 @@ fn config() -> HubConfig {
         heartbeat_interval: Duration::from_secs(15),
         ping_interval: Duration::from_secs(25),
         write_timeout: Duration::from_secs(10),
+        max_room_members: 10_000,
+        max_rooms_per_player: 64,
     }
 }
 

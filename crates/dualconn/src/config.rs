@@ -57,6 +57,12 @@ pub struct Settings {
     /// Refuse a connection past the cap instead of evicting the oldest [default: false]
     #[arg(long, env = "DUALCONN_REJECT_OVER_LIMIT")]
     pub reject_over_limit: Option<bool>,
+    /// Players one room may hold [default: 10000]
+    #[arg(long, env = "DUALCONN_MAX_ROOM_MEMBERS")]
+    pub max_room_members: Option<usize>,
+    /// Rooms one player may be in [default: 64]
+    #[arg(long, env = "DUALCONN_MAX_ROOMS_PER_PLAYER")]
+    pub max_rooms_per_player: Option<usize>,
     /// Connection attempts per second per client IP [default: 20]
     #[arg(long, env = "DUALCONN_CONNECT_RATE_PER_IP")]
     pub connect_rate_per_ip: Option<u32>,
@@ -248,6 +254,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub max_connections_per_player: usize,
     pub reject_over_limit: bool,
+    pub max_room_members: usize,
+    pub max_rooms_per_player: usize,
     pub connect_per_ip: Rate,
     pub connect_per_player: Rate,
     pub history_size: usize,
@@ -336,6 +344,8 @@ impl Settings {
             admin_keys,
             max_connections_per_player,
             reject_over_limit,
+            max_room_members,
+            max_rooms_per_player,
             connect_rate_per_ip,
             connect_burst_per_ip,
             connect_rate_per_player,
@@ -502,6 +512,14 @@ impl Settings {
                 self.max_connections_per_player.unwrap_or(4) as u64,
             )? as usize,
             reject_over_limit: self.reject_over_limit.unwrap_or(false),
+            max_room_members: positive(
+                "max_room_members",
+                self.max_room_members.unwrap_or(10_000) as u64,
+            )? as usize,
+            max_rooms_per_player: positive(
+                "max_rooms_per_player",
+                self.max_rooms_per_player.unwrap_or(64) as u64,
+            )? as usize,
             connect_per_ip: Rate {
                 per_second: positive(
                     "connect_rate_per_ip",

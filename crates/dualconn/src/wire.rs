@@ -213,6 +213,62 @@ pub struct PublishRequest {
     pub room_id: Option<String>,
 }
 
+/// `POST /api/rooms/{room_id}/publish`: an event for every member of the room.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoomPublishRequest {
+    /// `^[A-Za-z0-9_.:-]{1,64}$`, and not one of the connection-local event types.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub event_type: String,
+    /// Any JSON; `{}` when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub data: Option<Box<RawValue>>,
+    /// Members who do not get the event, e.g. the one who spoke. At most 10000.
+    #[serde(default)]
+    #[schema(max_items = 10000)]
+    pub except: Vec<String>,
+}
+
+/// The answer to joining or leaving a room.
+#[derive(Serialize, ToSchema)]
+pub struct RoomMembership {
+    pub room_id: String,
+    pub player_id: String,
+    /// Members after the change.
+    pub member_count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomInfo {
+    pub room_id: String,
+    pub member_count: usize,
+    /// Members with a connection open on any node.
+    pub online_count: usize,
+    /// Sorted by `player_id`.
+    pub members: Vec<RoomMemberInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomMemberInfo {
+    pub player_id: String,
+    pub online: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlayerRooms {
+    pub player_id: String,
+    /// Sorted.
+    pub rooms: Vec<String>,
+}
+
+/// How many rooms have members, and how many memberships there are, on every node.
+#[derive(Serialize, ToSchema)]
+pub struct RoomFigures {
+    pub total_rooms: usize,
+    pub total_memberships: usize,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PublishResponse {
     pub success: bool,
@@ -320,6 +376,7 @@ pub struct DualConnectionsResponse {
     pub connection_distribution: DualDistribution,
     pub connection_health: HealthFigures,
     pub session_analytics: SessionAnalytics,
+    pub rooms: RoomFigures,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -351,6 +408,7 @@ pub struct PerformanceResponse {
     pub connection_establishment: EstablishmentFigures,
     pub message_delivery: DeliveryFigures,
     pub node_budget: BudgetFigures,
+    pub rooms: RoomFigures,
     pub timestamp: String,
 }
 

@@ -36,7 +36,9 @@ async fn demo_world_rooms_say_whisper_and_who() {
     for ws in [&mut alice, &mut bob, &mut carol] {
         ws.next_event().await;
     }
-    // Carol walks to the library; alice and bob stay in the hall.
+    // A player enters the world (the hall) with its first command. Carol walks on to the
+    // library; alice and bob stay in the hall.
+    command(&mut bob, "look").await;
     let went = command(&mut carol, "go north").await;
     assert_eq!(went["data"]["ok"], true);
     assert_eq!(went["data"]["room"]["id"], "library");

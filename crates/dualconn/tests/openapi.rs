@@ -60,7 +60,7 @@ fn routed() -> BTreeSet<(String, String)> {
     for piece in source.split(".route(").skip(1) {
         let path = piece.split('"').nth(1).unwrap().to_owned();
         let handlers = piece.split(")\n").next().unwrap();
-        for method in ["get", "post"] {
+        for method in ["get", "post", "put", "delete"] {
             if handlers.contains(&format!("{method}(")) {
                 routes.insert((method.to_owned(), path.clone()));
             }

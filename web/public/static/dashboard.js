@@ -256,6 +256,9 @@ function render({ dual, health, perf, players }) {
   $("node-connections-max").textContent = fmtInt(budget.max_connections);
   $("node-queued").textContent = fmtBytes(budget.queued_bytes);
   $("node-queued-max").textContent = fmtBytes(budget.max_queued_bytes);
+  // Rooms are counted cluster-wide, never listed: a figure, not a label per room.
+  $("rooms-total").textContent = fmtInt(perf.rooms.total_rooms);
+  $("room-memberships").textContent = fmtInt(perf.rooms.total_memberships);
   $("ws-est-avg").textContent = fmtMs(wsAvg);
   $("ws-est-max").textContent = fmtMs(wsMax);
   $("sse-est-avg").textContent = fmtMs(sseAvg);

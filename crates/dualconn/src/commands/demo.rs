@@ -1,13 +1,13 @@
-//! The built-in demo world: a few connected rooms, so a first run shows a live game.
+//! The built-in demo world: a few connected rooms, so a first run shows a live game, built on
+//! the hub's rooms the way a game backend would use them.
 
 use std::collections::HashMap;
 
 use futures_util::future::BoxFuture;
-use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::{Command, CommandError, CommandHandler, Outbound};
-use crate::hub::{Hub, PlayerId};
+use crate::hub::{Event, Hub};
 
 struct Room {
     id: &'static str,
@@ -44,9 +44,6 @@ const ROOMS: &[Room] = &[
 ];
 
 const START: &str = "hall";
-/// Where players stand is kept for at most this many players; past it, offline players'
-/// places are forgotten (they start again in the hall).
-const MAX_PLACES: usize = 10_000;
 const MAX_TEXT: usize = 500;
 
 const HELP: &[&str] = &[
@@ -59,46 +56,54 @@ const HELP: &[&str] = &[
     "help",
 ];
 
-fn room(id: &str) -> &'static Room {
-    ROOMS.iter().find(|r| r.id == id).unwrap_or(&ROOMS[0])
+fn room(id: &str) -> Option<&'static Room> {
+    ROOMS.iter().find(|r| r.id == id)
 }
 
-/// The demo world. Each player's room is all the state it keeps.
+/// The demo world. It keeps no state of its own: where a player stands is its membership of
+/// one of the world's rooms (the hub's rooms, so cluster-wide under Redis), and what is said
+/// in a room is a room publish. A player enters the hall with its first command.
 #[derive(Default)]
-pub struct DemoWorld {
-    places: Mutex<HashMap<PlayerId, &'static str>>,
+pub struct DemoWorld;
+
+type Reply = Result<Vec<Outbound>, CommandError>;
+
+fn system(e: impl std::fmt::Display) -> CommandError {
+    CommandError::system(e.to_string())
 }
 
 impl DemoWorld {
     pub fn new() -> DemoWorld {
-        DemoWorld::default()
+        DemoWorld
     }
 
-    fn place(&self, player: &PlayerId) -> &'static str {
-        self.places.lock().get(player).copied().unwrap_or(START)
-    }
-
-    fn move_to(&self, online: &[PlayerId], player: &PlayerId, to: &'static str) {
-        let mut places = self.places.lock();
-        if places.len() >= MAX_PLACES && !places.contains_key(player) {
-            places.retain(|p, _| online.contains(p));
+    /// The world room the player stands in, entering the hall if it stands nowhere yet.
+    async fn place(hub: &Hub, player: &str) -> Result<&'static Room, CommandError> {
+        let rooms = hub.player_rooms(player).await.map_err(system)?;
+        if let Some(here) = rooms.iter().find_map(|r| room(r)) {
+            return Ok(here);
         }
-        places.insert(player.clone(), to);
+        // A full hall still lets the player look around; it just hears nothing.
+        if let Err(e) = hub.join_room(START, player).await {
+            tracing::debug!(error = %e, "demo world: could not enter the hall");
+        }
+        Ok(&ROOMS[0])
     }
 
-    /// Online players standing in `room`.
-    fn in_room(&self, online: &[PlayerId], room: &str) -> Vec<String> {
-        let places = self.places.lock();
-        online
-            .iter()
-            .filter(|p| places.get(*p).copied().unwrap_or(START) == room)
-            .map(|p| p.to_string())
-            .collect()
+    /// Online members of a world room.
+    async fn online_in(hub: &Hub, here: &Room) -> Result<Vec<String>, CommandError> {
+        Ok(hub
+            .room_members(here.id)
+            .await
+            .map_err(system)?
+            .into_iter()
+            .filter(|m| m.online)
+            .map(|m| m.player_id.to_string())
+            .collect())
     }
 
-    fn look(&self, online: &[PlayerId], player: &PlayerId) -> Value {
-        let here = room(self.place(player));
-        json!({
+    async fn look(hub: &Hub, here: &Room) -> Result<Value, CommandError> {
+        Ok(json!({
             "command": "look",
             "room": {
                 "id": here.id,
@@ -106,113 +111,119 @@ impl DemoWorld {
                 "description": here.description,
                 "exits": here.exits.iter().map(|(dir, _)| *dir).collect::<Vec<_>>(),
             },
-            "players": self.in_room(online, here.id),
-        })
+            "players": Self::online_in(hub, here).await?,
+        }))
     }
 
-    fn answer(&self, online: &[PlayerId], cmd: &Command) -> Vec<Outbound> {
+    /// Publishes to everyone in a world room but `except`; answers how many are online.
+    async fn tell_room(
+        hub: &Hub,
+        here: &Room,
+        except: &[&str],
+        event_type: &str,
+        data: Value,
+    ) -> Result<usize, CommandError> {
+        let data = serde_json::value::to_raw_value(&data).map_err(system)?;
+        let event = Event {
+            event_type,
+            room_id: Some(here.id),
+            data: &data,
+        };
+        let reached = hub
+            .publish_to_room(here.id, except, &event)
+            .await
+            .map_err(system)?;
+        Ok(reached.iter().filter(|(_, p)| p.connections > 0).count())
+    }
+
+    async fn answer(&self, hub: &Hub, cmd: &Command) -> Reply {
         let me = &cmd.player_id;
         let reply = |data: Value| Outbound::to(me.to_string(), "command_response", data);
         let text = clip(&cmd.args.join(" "));
-        let here = self.place(me);
         match cmd.command.as_str() {
-            "look" | "l" => vec![reply(self.look(online, me))],
-            "say" | "emote" if text.is_empty() => {
-                vec![reply(
-                    json!({"command": cmd.command, "ok": false, "error": "say what?"}),
-                )]
+            "look" | "l" => {
+                let here = Self::place(hub, me).await?;
+                Ok(vec![reply(Self::look(hub, here).await?)])
             }
+            "say" | "emote" if text.is_empty() => Ok(vec![reply(
+                json!({"command": cmd.command, "ok": false, "error": "say what?"}),
+            )]),
             "say" | "emote" => {
-                let listeners = self.in_room(online, here);
-                let event = Outbound {
-                    player_ids: listeners.clone(),
-                    event_type: cmd.command.clone(),
-                    room_id: Some(here.to_owned()),
-                    data: json!({"from": &**me, "text": text}),
-                };
-                vec![
-                    event,
-                    reply(json!({"command": cmd.command, "ok": true, "heard_by": listeners.len()})),
-                ]
+                let here = Self::place(hub, me).await?;
+                let data = json!({"from": &**me, "text": text});
+                let heard_by = Self::tell_room(hub, here, &[], &cmd.command, data).await?;
+                Ok(vec![reply(
+                    json!({"command": cmd.command, "ok": true, "heard_by": heard_by}),
+                )])
             }
             "go" | "move" => {
+                let here = Self::place(hub, me).await?;
                 let dir = cmd.args.first().map(|d| d.to_ascii_lowercase());
-                let exit = room(here)
-                    .exits
-                    .iter()
-                    .find(|(d, _)| Some(*d) == dir.as_deref());
-                let Some((dir, to)) = exit else {
-                    return vec![reply(
+                let exit = here.exits.iter().find(|(d, _)| Some(*d) == dir.as_deref());
+                let Some(((dir, to), Some(to_room))) = exit.map(|e| (e, room(e.1))) else {
+                    return Ok(vec![reply(
                         json!({"command": "go", "ok": false, "error": "you cannot go that way"}),
-                    )];
+                    )]);
                 };
-                let left_behind = self.in_room(online, here);
-                self.move_to(online, me, to);
-                let mut ahead = self.in_room(online, to);
-                ahead.retain(|p| p != &**me);
-                let mut out = Vec::new();
-                let others: Vec<String> = left_behind.into_iter().filter(|p| p != &**me).collect();
-                if !others.is_empty() {
-                    out.push(Outbound {
-                        player_ids: others,
-                        event_type: "player_left".into(),
-                        room_id: Some(here.to_owned()),
-                        data: json!({"player_id": &**me, "direction": dir}),
-                    });
+                if let Err(e) = hub.join_room(to, me).await {
+                    return Ok(vec![reply(
+                        json!({"command": "go", "ok": false, "error": e.to_string()}),
+                    )]);
                 }
-                if !ahead.is_empty() {
-                    out.push(Outbound {
-                        player_ids: ahead,
-                        event_type: "player_arrived".into(),
-                        room_id: Some((*to).to_owned()),
-                        data: json!({"player_id": &**me}),
-                    });
-                }
-                let mut look = self.look(online, me);
+                hub.leave_room(here.id, me).await.map_err(system)?;
+                let left = json!({"player_id": &**me, "direction": dir});
+                Self::tell_room(hub, here, &[], "player_left", left).await?;
+                let arrived = json!({"player_id": &**me});
+                Self::tell_room(hub, to_room, &[me], "player_arrived", arrived).await?;
+                let mut look = Self::look(hub, to_room).await?;
                 look["command"] = json!("go");
                 look["ok"] = json!(true);
-                out.push(reply(look));
-                out
+                Ok(vec![reply(look)])
             }
             "who" => {
-                let places = self.places.lock();
+                let online = hub.online_players().await.map_err(system)?;
+                let mut at: HashMap<String, &str> = HashMap::new();
+                for r in ROOMS {
+                    for p in Self::online_in(hub, r).await? {
+                        at.insert(p, r.id);
+                    }
+                }
                 let mut players: Vec<Value> = online
                     .iter()
-                    .map(|p| {
-                        let at = places.get(p).copied().unwrap_or(START);
-                        json!({"player_id": p.as_ref(), "room": at})
-                    })
+                    .map(|p| json!({"player_id": p.as_ref(), "room": at.get(p.as_ref())}))
                     .collect();
                 players.sort_by(|a, b| a["player_id"].as_str().cmp(&b["player_id"].as_str()));
-                vec![reply(json!({"command": "who", "players": players}))]
+                Ok(vec![reply(json!({"command": "who", "players": players}))])
             }
             "whisper" | "tell" => {
                 let (Some(target), Some(_)) = (cmd.args.first(), cmd.args.get(1)) else {
-                    return vec![reply(
+                    return Ok(vec![reply(
                         json!({"command": "whisper", "ok": false, "error": "whisper <player> <text>"}),
-                    )];
+                    )]);
                 };
-                if !online.iter().any(|p| **p == **target) {
-                    return vec![reply(
+                if !crate::auth::valid_player_id(target)
+                    || !hub.is_online(target).await.map_err(system)?
+                {
+                    return Ok(vec![reply(
                         json!({"command": "whisper", "ok": false, "error": "no such player online"}),
-                    )];
+                    )]);
                 }
                 let text = clip(&cmd.args[1..].join(" "));
-                vec![
+                Ok(vec![
                     Outbound::to(
                         target.clone(),
                         "whisper",
                         json!({"from": &**me, "text": text}),
                     ),
                     reply(json!({"command": "whisper", "ok": true, "to": target})),
-                ]
+                ])
             }
-            "help" | "" => vec![reply(json!({"command": "help", "commands": HELP}))],
-            other => vec![reply(json!({
+            "help" | "" => Ok(vec![reply(json!({"command": "help", "commands": HELP}))]),
+            other => Ok(vec![reply(json!({
                 "command": other,
                 "ok": false,
                 "error": "unknown command; try help",
-            }))],
+            }))]),
         }
     }
 }
@@ -227,13 +238,6 @@ impl CommandHandler for DemoWorld {
         hub: &'a Hub,
         command: Command,
     ) -> BoxFuture<'a, Result<Vec<Outbound>, CommandError>> {
-        Box::pin(async move {
-            // Presence once per command: cluster-wide under Redis, one round-trip.
-            let online = hub
-                .online_players()
-                .await
-                .map_err(|e| CommandError::system(e.to_string()))?;
-            Ok(self.answer(&online, &command))
-        })
+        Box::pin(async move { self.answer(hub, &command).await })
     }
 }

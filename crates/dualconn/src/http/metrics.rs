@@ -79,6 +79,14 @@ impl Metrics {
                 "Current sessions within the session ttl",
             ),
             d(
+                "dualconn_rooms",
+                "Rooms with members, cluster-wide (every node reports the same value)",
+            ),
+            d(
+                "dualconn_room_memberships",
+                "Room memberships, cluster-wide (every node reports the same value)",
+            ),
+            d(
                 "dualconn_node_connections",
                 "Streams this node holds, against dualconn_node_connections_max",
             ),
@@ -193,7 +201,7 @@ impl Metrics {
     }
 
     /// Copies the current figures in and renders the text format.
-    pub fn render(&self, state: &Shared) -> String {
+    pub fn render(&self, state: &Shared, rooms: Option<crate::hub::RoomFigures>) -> String {
         let s = state.hub.stats();
         let c = &state.hub.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -211,6 +219,11 @@ impl Metrics {
         self.gauge("dualconn_dual_connected_players", &[])
             .set(s.dual as f64);
         self.gauge("dualconn_sessions", &[]).set(s.sessions as f64);
+        if let Some(rooms) = rooms {
+            self.gauge("dualconn_rooms", &[]).set(rooms.rooms as f64);
+            self.gauge("dualconn_room_memberships", &[])
+                .set(rooms.memberships as f64);
+        }
         let budget = &state.hub.budget;
         let bounds = budget.config();
         for (name, value) in [

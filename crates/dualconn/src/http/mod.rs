@@ -11,6 +11,7 @@ pub mod openapi;
 mod pages;
 mod refusals;
 mod rest;
+mod rooms;
 pub mod sse;
 pub mod ws;
 
@@ -23,7 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -86,6 +87,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/publish", post(rest::publish))
         .route("/api/commands", post(rest::command))
+        .route(
+            "/api/rooms/{room_id}/members/{player_id}",
+            put(rooms::join).delete(rooms::leave),
+        )
+        .route("/api/rooms/{room_id}", get(rooms::info))
+        .route("/api/rooms/{room_id}/publish", post(rooms::publish))
+        .route("/api/players/{player_id}/rooms", get(rooms::of_player))
         .route(
             "/monitoring/dual-connections",
             get(monitoring::dual_connections),
@@ -187,7 +195,7 @@ fn cors(allowed: &AllowedOrigins) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(origins)
             .allow_credentials(credentials)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{monitoring, rest};
+use super::{monitoring, rest, rooms};
 use crate::wire;
 
 /// The security scheme names the handlers' attributes refer to.
@@ -37,6 +37,11 @@ pub const TOKEN_QUERY: &str = "token_query";
         rest::new_session,
         rest::publish,
         rest::command,
+        rooms::join,
+        rooms::leave,
+        rooms::info,
+        rooms::of_player,
+        rooms::publish,
         rest::dev_token,
         rest::live,
         rest::ready,
@@ -53,6 +58,7 @@ pub const TOKEN_QUERY: &str = "token_query";
     tags(
         (name = "connections", description = "A player's connections and sessions"),
         (name = "publish", description = "Events and commands"),
+        (name = "rooms", description = "Server-side groups of players, to publish to by name"),
         (name = "monitoring", description = "Figures for operators"),
         (name = "health", description = "Probes for load balancers and orchestrators"),
         (name = "dev", description = "Only in dev mode (no signing key configured)"),

@@ -28,7 +28,9 @@ use crate::wire::{self, InboundKind, local};
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Reads a JSON body within the size bound, with errors in the envelope.
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<Option<T>> {
+pub(super) fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Option<T>> {
     let body = body.map_err(|e| {
         let status = e.status();
         let mut err = ApiError::validation(e.body_text());
@@ -61,7 +63,7 @@ fn raw_player(path: &Result<Path<String>, PathRejection>) -> &str {
     path.as_ref().map(|p| p.0.as_str()).unwrap_or("")
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     wire::timestamp(SystemTime::now())
 }
 
@@ -299,7 +301,7 @@ pub async fn stats(
 }
 
 /// Most players one publish may name.
-const MAX_PUBLISH_TARGETS: usize = 10_000;
+pub(super) const MAX_PUBLISH_TARGETS: usize = 10_000;
 
 #[utoipa::path(
     post,
@@ -327,16 +329,7 @@ pub async fn publish(
     app.require_admin(&headers, &Query::parse(uri.query()))?;
     let req: wire::PublishRequest =
         json_body(body)?.ok_or_else(|| ApiError::validation("a JSON body is required"))?;
-    if !valid_event_type(&req.event_type) {
-        return Err(ApiError::validation(
-            "event_type must match ^[A-Za-z0-9_.:-]{1,64}$",
-        ));
-    }
-    if local::ALL.contains(&req.event_type.as_str()) {
-        return Err(ApiError::validation(
-            "this event_type is reserved for connection-local events",
-        ));
-    }
+    check_event_type(&req.event_type)?;
     if let Some(room) = &req.room_id
         && !valid_session_id(room)
     {
@@ -344,16 +337,7 @@ pub async fn publish(
             "room_id must match ^[A-Za-z0-9_.:-]{1,128}$",
         ));
     }
-    // Compact once, so no event carries a newline into SSE framing and broadcasts reuse it.
-    let data: Box<RawValue> = match &req.data {
-        Some(raw) => {
-            let value: serde_json::Value = serde_json::from_str(raw.get())
-                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))?;
-            serde_json::value::to_raw_value(&value)
-                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))?
-        }
-        None => RawValue::from_string("{}".into()).unwrap_or_default(),
-    };
+    let data = event_data(req.data.as_deref())?;
     let event = Event {
         event_type: &req.event_type,
         room_id: req.room_id.as_deref(),
@@ -408,7 +392,36 @@ pub async fn publish(
     }))
 }
 
-fn published_entry(id: &str, p: crate::hub::Published) -> wire::PublishedEvent {
+/// A publishable `event_type` (SPEC §12), or the error that says why not.
+pub(super) fn check_event_type(event_type: &str) -> ApiResult<()> {
+    if !valid_event_type(event_type) {
+        return Err(ApiError::validation(
+            "event_type must match ^[A-Za-z0-9_.:-]{1,64}$",
+        ));
+    }
+    if local::ALL.contains(&event_type) {
+        return Err(ApiError::validation(
+            "this event_type is reserved for connection-local events",
+        ));
+    }
+    Ok(())
+}
+
+/// An event's `data`, compacted once, so no event carries a newline into SSE framing and a
+/// fan-out reuses it; `{}` when absent.
+pub(super) fn event_data(data: Option<&RawValue>) -> ApiResult<Box<RawValue>> {
+    match data {
+        Some(raw) => {
+            let value: serde_json::Value = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))?;
+            serde_json::value::to_raw_value(&value)
+                .map_err(|e| ApiError::validation(format!("invalid data: {e}")))
+        }
+        None => Ok(RawValue::from_string("{}".into()).unwrap_or_default()),
+    }
+}
+
+pub(super) fn published_entry(id: &str, p: crate::hub::Published) -> wire::PublishedEvent {
     wire::PublishedEvent {
         player_id: id.to_owned(),
         sequence_number: p.sequence_number,

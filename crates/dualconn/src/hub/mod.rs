@@ -11,6 +11,7 @@ mod budget;
 mod conn;
 mod outbox;
 mod player;
+mod rooms;
 mod stats;
 mod trends;
 
@@ -29,6 +30,7 @@ pub use budget::{Budget, BudgetConfig, Full, RETRY_AFTER, default_max_connection
 pub use conn::{CloseReason, Conn, ConnKind};
 pub use outbox::{Frame, Outbox, Pushed};
 pub use player::{MAX_SAFE_CURSOR, REPLACED_SESSIONS_REMEMBERED, Replay};
+pub use rooms::{RoomError, RoomFigures, RoomId, RoomMember};
 pub use stats::{CounterTotals, Counters, Establishment};
 pub use trends::{HealthTrends, SAMPLES_PER_DAY};
 
@@ -56,6 +58,9 @@ pub struct HubConfig {
     pub ping_interval: Duration,
     /// An SSE write pending longer than this makes the stream unhealthy.
     pub write_timeout: Duration,
+    /// Bounds membership, so no backend bug can grow one room or one player without limit.
+    pub max_room_members: usize,
+    pub max_rooms_per_player: usize,
 }
 
 /// SPEC §6, §8, §9 and §11's defaults.
@@ -71,6 +76,8 @@ impl Default for HubConfig {
             heartbeat_interval: Duration::from_secs(15),
             ping_interval: Duration::from_secs(25),
             write_timeout: Duration::from_secs(10),
+            max_room_members: 10_000,
+            max_rooms_per_player: 64,
         }
     }
 }
@@ -87,6 +94,8 @@ impl From<&crate::config::Config> for HubConfig {
             heartbeat_interval: c.heartbeat_interval,
             ping_interval: c.ping_interval,
             write_timeout: Duration::from_secs(10),
+            max_room_members: c.max_room_members,
+            max_rooms_per_player: c.max_rooms_per_player,
         }
     }
 }
@@ -267,6 +276,9 @@ pub struct Hub {
     backplane: Backplane,
     /// Streams and queued bytes on this node, shared with every outbox.
     pub budget: Arc<Budget>,
+    /// Room membership with the local backplane (Redis keeps it for a cluster). Locked after a
+    /// player's shard, never before, so forgetting a player and joining it cannot interleave.
+    rooms: Mutex<rooms::Rooms>,
 }
 
 impl Hub {
@@ -299,6 +311,7 @@ impl Hub {
             epoch_wall: SystemTime::now(),
             shutting_down: AtomicBool::new(false),
             backplane,
+            rooms: Mutex::new(rooms::Rooms::default()),
         }
     }
 
@@ -1106,11 +1119,23 @@ impl Hub {
         let now = Instant::now();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            shard.retain(|_, player| {
+            let mut forgotten = Vec::new();
+            shard.retain(|id, player| {
                 player.history.expire(now, self.config.history_ttl);
-                !player.conns.is_empty()
-                    || now.saturating_duration_since(player.last_active) < self.config.session_ttl
+                let keep = !player.conns.is_empty()
+                    || now.saturating_duration_since(player.last_active) < self.config.session_ttl;
+                if !keep {
+                    forgotten.push(id.clone());
+                }
+                keep
             });
+            if !forgotten.is_empty() {
+                // Under the shard lock, so a join of the same player waits for this.
+                let mut rooms = self.rooms.lock();
+                for player in &forgotten {
+                    rooms.forget(player);
+                }
+            }
             if shard.capacity() > 2 * shard.len() + 16 {
                 shard.shrink_to_fit();
             }

@@ -237,3 +237,53 @@ async fn shutdown_tells_everyone_and_refuses_newcomers() {
         Some(JoinError::ShuttingDown)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn memberships_are_forgotten_with_the_player_and_kept_while_it_connects_or_hears() {
+    let hub = Hub::new(config());
+    let (online, quiet, listener): (PlayerId, PlayerId, PlayerId) =
+        ("olga".into(), "quinn".into(), "lena".into());
+    let conn = hub
+        .connect(join(&online, ConnKind::Sse, None))
+        .await
+        .unwrap();
+    for p in [&online, &quiet, &listener] {
+        hub.join_room("hall", p).await.unwrap();
+    }
+    hub.join_room("yard", &listener).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3000)).await;
+    // An event keeps a member remembered, like any event for an offline player.
+    let d = data();
+    let event = Event {
+        event_type: "chat",
+        room_id: None,
+        data: &d,
+    };
+    hub.publish(&listener, &event).await.unwrap();
+    tokio::time::advance(Duration::from_secs(601)).await;
+    hub.sweep();
+    let members: Vec<_> = hub
+        .room_members("hall")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.player_id.to_string(), m.online))
+        .collect();
+    assert_eq!(
+        members,
+        [("lena".into(), false), ("olga".into(), true)],
+        "quinn was idle past the session ttl"
+    );
+    assert!(hub.player_rooms(&quiet).await.unwrap().is_empty());
+    assert_eq!(
+        hub.room_figures().await.unwrap(),
+        RoomFigures {
+            rooms: 2,
+            memberships: 3
+        }
+    );
+    hub.disconnect(&conn);
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    hub.sweep();
+    assert_eq!(hub.room_figures().await.unwrap(), RoomFigures::default());
+}

@@ -15,6 +15,7 @@
 
 mod listener;
 mod report;
+mod rooms;
 mod scripts;
 
 use std::sync::Arc;
@@ -93,6 +94,11 @@ struct Scripts {
     resync: Script,
     history: Script,
     retire: Script,
+    room_join: Script,
+    room_leave: Script,
+    room_members: Script,
+    room_publish: Script,
+    room_sweep: Script,
 }
 
 pub struct RedisBackplane {
@@ -171,6 +177,11 @@ impl RedisBackplane {
                 resync: Script::new(scripts::RESYNC),
                 history: Script::new(scripts::HISTORY),
                 retire: Script::new(scripts::RETIRE),
+                room_join: Script::new(scripts::ROOM_JOIN),
+                room_leave: Script::new(scripts::ROOM_LEAVE),
+                room_members: Script::new(scripts::ROOM_MEMBERS),
+                room_publish: Script::new(scripts::ROOM_PUBLISH),
+                room_sweep: Script::new(scripts::ROOM_SWEEP),
             },
             config,
             subscribed: AtomicBool::new(false),

@@ -11,6 +11,10 @@
 //! | `P:np:{node}` | set | players with a connection on that node |
 //! | `P:nodes` | sorted set | node ids scored by their last heartbeat (ms, Redis clock) |
 //! | `P:s:{node}` | string | the node's latest report (JSON), expiring with the node |
+//! | `P:rm:{room}` | set | the room's members (may hold forgotten players until the room is next read) |
+//! | `P:pr:{player}` | set | the player's rooms: the truth of membership; expires with the player's other keys |
+//! | `P:rooms` | set | rooms with members |
+//! | `P:memberships` | string | how many entries the `P:rm:*` sets hold |
 //!
 //! Channel `P:ch:{node}` carries what a node must act on:
 //! - `E <head len> <tail len>\n<head><tail>\n<player> <seq>\n…`: events, one template for all
@@ -63,6 +67,22 @@ end
 local function idle(player, sttl)
   redis.call('PEXPIRE', P .. ':p:' .. player, sttl)
   redis.call('PEXPIRE', P .. ':r:' .. player, sttl)
+  redis.call('PEXPIRE', P .. ':pr:' .. player, sttl)
+end
+-- A member whose own room set no longer names the room was forgotten (its keys expired with
+-- the session ttl): it leaves the room here, lazily.
+local function room_members(room)
+  local rk, out = P .. ':rm:' .. room, {}
+  for _, player in ipairs(redis.call('SMEMBERS', rk)) do
+    if redis.call('SISMEMBER', P .. ':pr:' .. player, room) == 1 then
+      table.insert(out, player)
+    else
+      redis.call('SREM', rk, player)
+      redis.call('DECR', P .. ':memberships')
+    end
+  end
+  if #out == 0 then redis.call('SREM', P .. ':rooms', room) end
+  return out
 end
 local function forget_node(gone, sttl)
   local prefix = gone .. '|'
@@ -79,6 +99,33 @@ end
 local function events_msg(head, tail, list)
   return 'E ' .. #head .. ' ' .. #tail .. '\n' .. head .. tail .. '\n' .. table.concat(list, '\n')
 end
+-- Numbers, keeps and announces one event to each player: one message per node that holds any
+-- of them. Returns `seq, connections` per player, in order.
+local function publish_each(players, head, tail, hsize, httl, sttl)
+  local t = ms()
+  local out, per_node, order = {}, {}, {}
+  for _, player in ipairs(players) do
+    local seq = next_seq(player)
+    keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
+    local members = redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)
+    local seen = {}
+    for _, m in ipairs(members) do
+      local node = node_of(m)
+      if node and not seen[node] then
+        seen[node] = true
+        if not per_node[node] then per_node[node] = {}; table.insert(order, node) end
+        table.insert(per_node[node], player .. ' ' .. num(seq))
+      end
+    end
+    if #members == 0 then idle(player, sttl) end
+    table.insert(out, num(seq))
+    table.insert(out, #members)
+  end
+  for _, node in ipairs(order) do
+    redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, per_node[node]))
+  end
+  return out
+end
 "#,
             $body
         )
@@ -89,32 +136,9 @@ end
 /// Returns `[seq, connections]` per player, in order.
 pub const PUBLISH: &str = lua!(
     r#"
-local head, tail = ARGV[2], ARGV[3]
-local hsize, httl, sttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local t = ms()
-local out, per_node, order = {}, {}, {}
-for i = 7, #ARGV do
-  local player = ARGV[i]
-  local seq = next_seq(player)
-  keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
-  local members = redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)
-  local seen = {}
-  for _, m in ipairs(members) do
-    local node = node_of(m)
-    if node and not seen[node] then
-      seen[node] = true
-      if not per_node[node] then per_node[node] = {}; table.insert(order, node) end
-      table.insert(per_node[node], player .. ' ' .. num(seq))
-    end
-  end
-  if #members == 0 then idle(player, sttl) end
-  table.insert(out, num(seq))
-  table.insert(out, #members)
-end
-for _, node in ipairs(order) do
-  redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, per_node[node]))
-end
-return out
+local players = {}
+for i = 7, #ARGV do table.insert(players, ARGV[i]) end
+return publish_each(players, ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6])
 "#
 );
 
@@ -193,6 +217,7 @@ redis.call('ZADD', ck, redis.call('HINCRBY', pk, 'cn', 1), ARGV[6])
 redis.call('SADD', P .. ':np:' .. ARGV[5], player)
 redis.call('PERSIST', pk)
 redis.call('PERSIST', rk)
+redis.call('PERSIST', P .. ':pr:' .. player)
 if redis.call('HEXISTS', pk, 'seq') == 0 then
   local tt = redis.call('TIME')
   local seed = tt[1] .. string.format('%06d', tonumber(tt[2]))
@@ -403,6 +428,7 @@ while i <= #ARGV do
   end
   redis.call('SADD', P .. ':np:' .. node, player)
   redis.call('PERSIST', pk)
+  redis.call('PERSIST', P .. ':pr:' .. player)
   i = i + 4 + n
 end
 for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
@@ -435,5 +461,95 @@ pub const RETIRE: &str = lua!(
     r#"
 forget_node(ARGV[2], ARGV[3])
 return 1
+"#
+);
+
+/// ARGV: P, room, player, max_members, max_rooms, session_ttl_ms.
+/// Returns `{'OK', members}`, `{'ROOM_FULL'}` or `{'TOO_MANY_ROOMS'}`; a refusal changes nothing.
+pub const ROOM_JOIN: &str = lua!(
+    r#"
+local room, player = ARGV[2], ARGV[3]
+local rk, prk = P .. ':rm:' .. room, P .. ':pr:' .. player
+if redis.call('SISMEMBER', prk, room) == 0 then
+  if redis.call('SCARD', rk) >= tonumber(ARGV[4]) and #room_members(room) >= tonumber(ARGV[4]) then
+    return {'ROOM_FULL'}
+  end
+  if redis.call('SCARD', prk) >= tonumber(ARGV[5]) then return {'TOO_MANY_ROOMS'} end
+  redis.call('SADD', prk, room)
+end
+if redis.call('SADD', rk, player) == 1 then redis.call('INCR', P .. ':memberships') end
+redis.call('SADD', P .. ':rooms', room)
+-- The membership lives as long as the player is remembered: kept while it is connected,
+-- forgotten a session ttl after it was last seen.
+if redis.call('ZCARD', P .. ':c:' .. player) == 0 then
+  redis.call('PEXPIRE', P .. ':p:' .. player, ARGV[6])
+  redis.call('PEXPIRE', prk, ARGV[6])
+else
+  redis.call('PERSIST', prk)
+end
+return {'OK', redis.call('SCARD', rk)}
+"#
+);
+
+/// ARGV: P, room, player. Returns the members left.
+pub const ROOM_LEAVE: &str = lua!(
+    r#"
+local room, player = ARGV[2], ARGV[3]
+local rk = P .. ':rm:' .. room
+redis.call('SREM', P .. ':pr:' .. player, room)
+if redis.call('SREM', rk, player) == 1 then redis.call('DECR', P .. ':memberships') end
+local left = redis.call('SCARD', rk)
+if left == 0 then redis.call('SREM', P .. ':rooms', room) end
+return left
+"#
+);
+
+/// ARGV: P, room, node_ttl_ms. Returns `[player, online]…`, online being 1 when the player
+/// has a connection on a live node.
+pub const ROOM_MEMBERS: &str = lua!(
+    r#"
+local alive = alive_nodes(tonumber(ARGV[3]))
+local out = {}
+for _, player in ipairs(room_members(ARGV[2])) do
+  local online = 0
+  for _, m in ipairs(redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)) do
+    if alive[node_of(m)] then online = 1; break end
+  end
+  table.insert(out, player)
+  table.insert(out, online)
+end
+return out
+"#
+);
+
+/// ARGV: P, head, tail, history_size, history_ttl_ms, session_ttl_ms, room, except count,
+/// except…
+/// Publishes to every member not excepted, like PUBLISH. Returns `[player, seq, connections]…`.
+pub const ROOM_PUBLISH: &str = lua!(
+    r#"
+local skip, n = {}, tonumber(ARGV[8])
+for i = 9, 8 + n do skip[ARGV[i]] = true end
+local players = {}
+for _, player in ipairs(room_members(ARGV[7])) do
+  if not skip[player] then table.insert(players, player) end
+end
+local numbered = publish_each(players, ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+local out = {}
+for i, player in ipairs(players) do
+  table.insert(out, player)
+  table.insert(out, numbered[2 * i - 1])
+  table.insert(out, numbered[2 * i])
+end
+return out
+"#
+);
+
+/// ARGV: P, cursor. Clears forgotten players from a batch of rooms, so the figures drop them
+/// even from rooms nobody reads. Returns `{next cursor, rooms, memberships}`.
+pub const ROOM_SWEEP: &str = lua!(
+    r#"
+local scan = redis.call('SSCAN', P .. ':rooms', ARGV[2], 'COUNT', 100)
+for _, room in ipairs(scan[2]) do room_members(room) end
+return {scan[1], redis.call('SCARD', P .. ':rooms'), tonumber(redis.call('GET', P .. ':memberships') or '0')}
 "#
 );
