@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs README.md's commands as written, as a new user would: the walkthrough (dev-mode server,
-# token, SSE, WebSocket, publish, new session, Ctrl-C), the embedding example and `token`. The
+# token, SSE, WebSocket, publish, rooms, new session, Ctrl-C), the embedding example and `token`. The
 # commands are read from the README's ```sh blocks, not copied here, so an edit to the README
 # is what gets tested. Two changes only: the server binds a free port instead of 8000 (other
 # servers may be running), and it is the debug build, which the rest of the test command built.
@@ -84,6 +84,13 @@ await "$work/sse.out" '"event_type":"chat"'
 seq=$(sed -nE 's#.*"sequence_number":([0-9]+).*#\1#p' "$work/publish.out")
 grep -q "\"sequence_number\":$seq" "$work/ws.out" || fail "the WebSocket got another number"
 grep -q "^id: $seq\$" "$work/sse.out" || fail "the SSE id is not the sequence number"
+
+# 4b. Rooms: alice joins the tavern, and a room publish reaches both her transports with room_id.
+prepare "$(block '/api/rooms/tavern/members')" | bash >"$work/rooms.out"
+grep -q '"member_count":1' "$work/rooms.out" || fail "joining the tavern failed"
+grep -q '"success":true' "$work/rooms.out" || fail "the room publish failed"
+await "$work/ws.out" '"room_id":"tavern"'
+await "$work/sse.out" '"room_id":"tavern"'
 
 # 5. A new session: both get session_terminated, the WebSocket closes with 4001, SSE ends.
 prepare "$(block '/session -H')" | bash >"$work/session.out"

@@ -17,7 +17,7 @@ use dualconn::hub::{Event, Hub};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-/// A dice table: `roll <sides>` answers the roller and tells everyone online.
+/// A dice table: `roll <sides>` answers the roller and tells everyone seated at the table.
 struct DiceTable {
     /// Deterministic dice, so the example's output is reproducible.
     state: AtomicU64,
@@ -54,27 +54,31 @@ impl CommandHandler for DiceTable {
                 .filter(|&s: &u64| (2..=1000).contains(&s))
                 .unwrap_or(6);
             let value = self.roll(sides);
-            // Presence is cluster-wide when nodes share a Redis; it fails only if Redis is away.
-            let everyone: Vec<String> = hub
-                .online_players()
+            // Whoever rolls sits down at the table: a room, so the dice are told to everyone
+            // seated, on every node when nodes share a Redis. Membership is the player's: it
+            // outlives their connections. These fail only if the cluster's Redis is away.
+            let system = |e: &dyn std::fmt::Display| CommandError::system(e.to_string());
+            hub.join_room("table", &command.player_id)
                 .await
-                .map_err(|e| CommandError::system(e.to_string()))?
-                .iter()
-                .map(|p| p.to_string())
-                .collect();
-            Ok(vec![
-                Outbound::to(
-                    command.player_id.to_string(),
-                    "command_response",
-                    json!({"ok": true, "sides": sides, "value": value}),
-                ),
-                Outbound {
-                    player_ids: everyone,
-                    event_type: "dice_rolled".into(),
-                    room_id: Some("table".into()),
-                    data: json!({"by": &*command.player_id, "value": value}),
-                },
-            ])
+                .map_err(|e| system(&e))?;
+            let data = serde_json::value::to_raw_value(&json!({
+                "by": &*command.player_id,
+                "value": value,
+            }))
+            .map_err(|e| system(&e))?;
+            let rolled = Event {
+                event_type: "dice_rolled",
+                room_id: None, // a room publish sets it to the room
+                data: &data,
+            };
+            hub.publish_to_room("table", &[], &rolled)
+                .await
+                .map_err(|e| system(&e))?;
+            Ok(vec![Outbound::to(
+                command.player_id.to_string(),
+                "command_response",
+                json!({"ok": true, "sides": sides, "value": value}),
+            )])
         })
     }
 }

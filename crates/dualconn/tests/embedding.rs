@@ -58,7 +58,10 @@ async fn the_embedded_game_answers_commands_and_publishes_from_game_logic() {
                 assert!((1..=20).contains(&v));
                 answered = true;
             }
-            "dice_rolled" => rolled = true,
+            "dice_rolled" => {
+                assert_eq!(e["room_id"], "table", "told through the table's room");
+                rolled = true;
+            }
             "world_tick" => ticked = true,
             _ => {}
         }
