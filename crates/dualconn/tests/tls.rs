@@ -64,6 +64,23 @@ async fn rest_sse_and_websocket_work_over_tls() {
 }
 
 #[tokio::test]
+async fn an_rsa_key_in_pkcs1_form_serves_too() {
+    let ca = TestCa::new();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+    // The same RSA key twice: PKCS#8 for the test CA to certify, PKCS#1 for the server to load.
+    let pkcs8 = std::fs::read_to_string(fixtures.join("rsa.pk8.pem")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&pkcs8).expect("an RSA key rcgen can certify");
+    let cert = ca.dir.join("rsa-cert.pem");
+    pki::replace(&cert, ca.issue_for("leaf-9", &key).as_bytes());
+    let server = ca.server_on(cert, fixtures.join("rsa.pem"), |_| {}).await;
+
+    let tls = pki::connect(server.addr, ca.client(&[b"h2"])).await;
+    assert_eq!(pki::peer_cn(&tls), "leaf-9");
+    let live = server.get("/health/live", ADMIN_KEY).await;
+    assert_eq!(live.status(), 200);
+}
+
+#[tokio::test]
 async fn plain_http_to_a_tls_listener_gets_no_http_answer() {
     let ca = TestCa::new();
     let server = ca.server(|_| {}).await;

@@ -52,18 +52,21 @@ impl TestCa {
     /// A certificate for `localhost` and 127.0.0.1 named `cn`, as PEM (chain, PKCS#8 key).
     pub fn issue(&self, cn: &str) -> (String, String) {
         let key = KeyPair::generate().expect("leaf key");
+        let chain = self.issue_for(cn, &key);
+        (chain, key.serialize_pem())
+    }
+
+    /// A certificate named `cn` for `key`'s public half, as a PEM chain (leaf, then CA).
+    pub fn issue_for(&self, cn: &str, key: &KeyPair) -> String {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, cn);
         let cert = params
-            .signed_by(&key, &self.cert, &self.key)
+            .signed_by(key, &self.cert, &self.key)
             .expect("CA signs leaf");
         // A full chain: the leaf, then the CA (as an intermediate would be sent).
-        (
-            format!("{}{}", cert.pem(), self.cert.pem()),
-            key.serialize_pem(),
-        )
+        format!("{}{}", cert.pem(), self.cert.pem())
     }
 
     /// Writes a certificate named `cn` into this CA's directory; returns (cert, key) paths.
@@ -126,6 +129,16 @@ impl TestCa {
     /// that trusts it.
     pub async fn server(&self, tweak: impl FnOnce(&mut Settings)) -> Server {
         let (cert, key) = self.write("leaf-1");
+        self.server_on(cert, key, tweak).await
+    }
+
+    /// A server on port 0 serving these certificate and key files.
+    pub async fn server_on(
+        &self,
+        cert: PathBuf,
+        key: PathBuf,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Server {
         let mut server = Server::start_with(|s| {
             s.tls_cert_file = Some(cert);
             s.tls_key_file = Some(key);
