@@ -50,6 +50,41 @@ def test_publish_broadcast_and_room_reach_the_players_stream(dualconn: Dualconn)
         assert event["sequence_number"] == mine[0]["sequence_number"]
 
 
+def test_rooms_name_receivers_and_skip_the_speaker(dualconn: Dualconn) -> None:
+    token = mint_player_token(SECRET, "rhea", player_claim="player_id")
+    with DualconnClient(dualconn.url, ADMIN_KEY) as client, sse(
+        f"{dualconn.url}/sse/rhea?token={token}"
+    ) as stream:
+        assert stream.next_event()["event_type"] == "connected"
+        assert client.join_room("inn", "rhea") == {
+            "room_id": "inn",
+            "player_id": "rhea",
+            "member_count": 1,
+        }
+        assert client.join_room("inn", "sam")["member_count"] == 2
+        assert client.join_room("inn", "sam")["member_count"] == 2, "idempotent"
+        room = client.room("inn")
+        assert room["members"] == [
+            {"player_id": "rhea", "online": True},
+            {"player_id": "sam", "online": False},
+        ]
+        assert client.player_rooms("sam") == {"player_id": "sam", "rooms": ["inn"]}
+
+        said = client.publish_to_room("inn", "say", {"text": "ale!"}, except_players=["sam"])
+        assert [e["player_id"] for e in said["events"]] == ["rhea"]
+        event = stream.next_event()
+        assert event["event_type"] == "say"
+        assert event["room_id"] == "inn"
+        assert event["sequence_number"] == said["events"][0]["sequence_number"]
+
+        assert client.leave_room("inn", "sam")["member_count"] == 1
+        with pytest.raises(TypeError):
+            client.publish_to_room("inn", "say", except_players="sam")
+        with pytest.raises(DualconnError) as refused:
+            client.join_room("bad room", "rhea")
+        assert refused.value.status == 400
+
+
 def test_sessions_connection_info_and_stats(dualconn: Dualconn) -> None:
     token = mint_player_token(SECRET, "carol", player_claim="player_id")
     with DualconnClient(dualconn.url, ADMIN_KEY) as client, sse(
@@ -104,6 +139,12 @@ def test_the_async_client_does_the_same(dualconn: Dualconn) -> None:
             made = await client.new_session("erin")
             got = await client.get_session("erin")
             assert got["session_id"] == made["session_id"]
+            assert (await client.join_room("dock", "erin"))["member_count"] == 1
+            assert (await client.room("dock"))["member_count"] == 1
+            assert (await client.player_rooms("erin"))["rooms"] == ["dock"]
+            told = await client.publish_to_room("dock", "horn", except_players=["erin"])
+            assert told["events"] == []
+            assert (await client.leave_room("dock", "erin"))["member_count"] == 0
             stats = await client.stats()
             return published["events"][0]["sequence_number"], stats["total_players"], info[
                 "presence"

@@ -14,7 +14,16 @@ from urllib.parse import quote
 import httpx
 
 from .errors import DualconnError
-from .models import ConnectionInfo, NewSession, PublishResult, SessionInfo, Stats
+from .models import (
+    ConnectionInfo,
+    NewSession,
+    PlayerRooms,
+    PublishResult,
+    RoomInfo,
+    RoomMembership,
+    SessionInfo,
+    Stats,
+)
 
 T = TypeVar("T")
 
@@ -50,6 +59,23 @@ def _publish(
     if room_id is not None:
         body["room_id"] = room_id
     return _Call("POST", "/api/publish", body)
+
+
+def _member_path(room_id: str, player_id: str) -> str:
+    return f"/api/rooms/{quote(room_id, safe='')}/members/{quote(player_id, safe='')}"
+
+
+def _room_publish(
+    room_id: str, event_type: str, data: Any, except_players: Optional[Sequence[str]]
+) -> _Call:
+    if isinstance(except_players, str):
+        raise TypeError("except_players is a list of ids, not one id")
+    body: dict[str, Any] = {
+        "event_type": event_type,
+        "data": {} if data is None else data,
+        "except": list(except_players or []),
+    }
+    return _Call("POST", f"/api/rooms/{quote(room_id, safe='')}/publish", body)
 
 
 def _new_session(player_id: str, session_id: Optional[str]) -> _Call:
@@ -139,6 +165,36 @@ class DualconnClient:
     def stats(self) -> Stats:
         return cast(Stats, self._send(_Call("GET", "/api/connections/stats")))
 
+    def join_room(self, room_id: str, player_id: str) -> RoomMembership:
+        """Puts the player in the room (idempotent). Membership is the player's: it outlives
+        connections and sessions. Past a cap, :class:`DualconnError` with status 409."""
+        return cast(RoomMembership, self._send(_Call("PUT", _member_path(room_id, player_id))))
+
+    def leave_room(self, room_id: str, player_id: str) -> RoomMembership:
+        """Takes the player out of the room (idempotent)."""
+        return cast(RoomMembership, self._send(_Call("DELETE", _member_path(room_id, player_id))))
+
+    def room(self, room_id: str) -> RoomInfo:
+        """The room's members, each online or not; an unknown room has none."""
+        return cast(RoomInfo, self._send(_Call("GET", f"/api/rooms/{quote(room_id, safe='')}")))
+
+    def player_rooms(self, player_id: str) -> PlayerRooms:
+        path = f"/api/players/{quote(player_id, safe='')}/rooms"
+        return cast(PlayerRooms, self._send(_Call("GET", path)))
+
+    def publish_to_room(
+        self,
+        room_id: str,
+        event_type: str,
+        data: Any = None,
+        *,
+        except_players: Optional[Sequence[str]] = None,
+    ) -> PublishResult:
+        """Delivers one event to each member's own stream, with ``room_id`` set; members in
+        ``except_players`` (the speaker, say) are skipped."""
+        call = _room_publish(room_id, event_type, data, except_players)
+        return cast(PublishResult, self._send(call))
+
     def close(self) -> None:
         self._http.close()
 
@@ -201,6 +257,33 @@ class AsyncDualconnClient:
 
     async def stats(self) -> Stats:
         return cast(Stats, await self._send(_Call("GET", "/api/connections/stats")))
+
+    async def join_room(self, room_id: str, player_id: str) -> RoomMembership:
+        call = _Call("PUT", _member_path(room_id, player_id))
+        return cast(RoomMembership, await self._send(call))
+
+    async def leave_room(self, room_id: str, player_id: str) -> RoomMembership:
+        call = _Call("DELETE", _member_path(room_id, player_id))
+        return cast(RoomMembership, await self._send(call))
+
+    async def room(self, room_id: str) -> RoomInfo:
+        call = _Call("GET", f"/api/rooms/{quote(room_id, safe='')}")
+        return cast(RoomInfo, await self._send(call))
+
+    async def player_rooms(self, player_id: str) -> PlayerRooms:
+        call = _Call("GET", f"/api/players/{quote(player_id, safe='')}/rooms")
+        return cast(PlayerRooms, await self._send(call))
+
+    async def publish_to_room(
+        self,
+        room_id: str,
+        event_type: str,
+        data: Any = None,
+        *,
+        except_players: Optional[Sequence[str]] = None,
+    ) -> PublishResult:
+        call = _room_publish(room_id, event_type, data, except_players)
+        return cast(PublishResult, await self._send(call))
 
     async def aclose(self) -> None:
         await self._http.aclose()

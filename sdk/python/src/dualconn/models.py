@@ -90,3 +90,30 @@ class Stats(TypedDict):
     connection_distribution: ConnectionDistribution
     session_statistics: SessionStatistics
     health_statistics: HealthStatistics
+
+
+class RoomMembership(TypedDict):
+    room_id: str
+    player_id: str
+    #: Members after the change.
+    member_count: int
+
+
+class RoomMember(TypedDict):
+    player_id: str
+    #: A connection open on any node.
+    online: bool
+
+
+class RoomInfo(TypedDict):
+    room_id: str
+    member_count: int
+    online_count: int
+    #: Sorted by ``player_id``.
+    members: List[RoomMember]
+
+
+class PlayerRooms(TypedDict):
+    player_id: str
+    #: Sorted.
+    rooms: List[str]
