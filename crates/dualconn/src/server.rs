@@ -250,6 +250,10 @@ impl App {
 }
 
 /// One TCP connection: plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 as ALPN chose.
+///
+/// Each path is boxed: a task is allocated at the size of its future's largest state, and the
+/// TLS and HTTP/2 states are several KiB, which every plain connection (an idle SSE stream
+/// lives in this task) would otherwise carry (BENCHMARKS.md, issue 10).
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -259,9 +263,20 @@ async fn serve_connection(
     tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
-    let Some(tls) = tls else {
-        return serve_http1(stream, peer, router, shutdown).await;
-    };
+    match tls {
+        None => Box::pin(serve_http1(stream, peer, router, shutdown)).await,
+        Some(tls) => Box::pin(serve_tls(stream, peer, router, shutdown, tls, tracker)).await,
+    }
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+    tls: Arc<Tls>,
+    tracker: TaskTracker,
+) {
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
         done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => done,
@@ -353,5 +368,29 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
                 state.commands.retain_recent();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain connection's task holds its HTTP/1.1 state only, not room for TLS and HTTP/2
+    /// too: every idle SSE stream pays this (issue 10).
+    #[tokio::test]
+    async fn a_plain_connection_task_is_not_sized_for_tls() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let task = serve_connection(
+            stream,
+            addr,
+            Router::new(),
+            CancellationToken::new(),
+            None,
+            TaskTracker::new(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "the connection task's future is {size} bytes");
     }
 }

@@ -92,7 +92,10 @@ async fn open(
     let state = app.clone();
     Ok(ws
         .protocols(["bearer"])
-        .read_buffer_size(4096)
+        // The read buffer is allocated, and zero-filled, at this size per connection: it is
+        // most of an idle WebSocket's memory at 4 KiB (BENCHMARKS.md, issue 10). Commands are
+        // small; a larger message is read in more pieces into a buffer reserved for it.
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(app.config.max_message_bytes)
         .max_frame_size(app.config.max_message_bytes)
@@ -123,6 +126,9 @@ fn valid_key(headers: &HeaderMap) -> bool {
         })
         .is_some_and(|nonce| nonce.len() == 16)
 }
+
+/// Bytes read from a WebSocket per system call, and the idle read buffer.
+const WS_READ_BUFFER: usize = 512;
 
 /// How long one batch may take to reach the socket before the peer is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Where an idle connection's memory goes: the release server (with line tables) under heaptrack,
+# holding N idle connections of one transport, then heaptrack_print's peak consumers. Issue 10's
+# breakdown in BENCHMARKS.md comes from this.
+#
+#   bash bench/heap-profile.sh ws|sse [players]      (default 15000; ~1 minute each)
+#
+# The build goes to target/prof so it does not disturb target/release. Output: the heaptrack
+# file and a text report in target/prof/heap-<transport>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+transport=${1:?usage: bench/heap-profile.sh ws|sse [players]}
+players=${2:-15000}
+command -v heaptrack >/dev/null || { echo "heap-profile: heaptrack is not installed" >&2; exit 1; }
+
+export CARGO_TARGET_DIR=${PROF_TARGET_DIR:-target/prof}
+# heaptrack sees the C allocator only, so this build leaves mimalloc out (the RSS it reports is
+# therefore glibc malloc's, not the shipped binary's).
+CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --locked -q -p dualconn \
+  -p dualconn-bench --features dualconn/system-alloc
+bin="$CARGO_TARGET_DIR/release"
+out="$CARGO_TARGET_DIR/heap-$transport"
+rm -rf "$out"
+mkdir -p "$out"
+
+export DUALCONN_JWT_SECRET="heap-secret-$(date +%s%N)-0123456789abcdef"
+export DUALCONN_ADMIN_KEYS="heap-admin-$(date +%s%N)"
+export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
+export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+export DUALCONN_LOG=warn
+port=${PORT:-18850}
+
+DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 heaptrack -o "$out/server" "$bin/dualconn" serve \
+  >"$out/heaptrack.log" 2>&1 &
+tracer=$!
+for _ in $(seq 300); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+server=$(pgrep -f -n "$bin/dualconn serve")
+
+# Hold the connections for a few seconds (the peak), then let them go.
+taskset -c 1 "$bin/dualconn-bench" hold --players "$players" --transport "$transport" --secs 3 \
+  --workers 2 --port "$port" --cpu 1 --server-pid "$server" >"$out/bench.json" 2>"$out/bench.txt"
+kill -INT "$server"
+wait "$tracer" || true
+
+file=$(compgen -G "$out/server*" | head -n1)
+heaptrack_print --print-peaks 1 --peak-limit 25 --sub-peak-limit 3 --print-allocators 0 \
+  --print-temporary 0 --print-leaks 0 "$file" >"$out/report.txt"
+echo "heap-profile: $transport x $players; bench: $(tail -n 2 "$out/bench.txt" | tr '\n' ' ')"
+grep -E '^(peak heap memory consumption|peak RSS)' "$out/report.txt" || true
+echo "heap-profile: report in $out/report.txt"
