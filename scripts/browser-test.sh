@@ -8,4 +8,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/browser-setup.sh >/dev/null
 cargo build -p dualconn --locked --quiet
-node --test web/tests/
+DUALCONN_BIN="${DUALCONN_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/dualconn}" node --test web/tests/

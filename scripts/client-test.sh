@@ -7,6 +7,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build -p dualconn --locked --quiet
+# The integration tests run DUALCONN_BIN, by default target/debug/dualconn: follow
+# CARGO_TARGET_DIR like every other script.
+export DUALCONN_BIN="${DUALCONN_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/dualconn}"
 # The two-node test needs a Redis.
 bash scripts/redis-setup.sh
 cd client

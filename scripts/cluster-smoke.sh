@@ -26,7 +26,7 @@ await_in() {
   fail "no '$2' in $1"
 }
 
-DUALCONN_BIN=target/debug/dualconn CLUSTER_LOG_DIR="$work" bash scripts/cluster.sh >"$work/cluster.out" 2>&1 &
+DUALCONN_BIN="${CARGO_TARGET_DIR:-target}/debug/dualconn" CLUSTER_LOG_DIR="$work" bash scripts/cluster.sh >"$work/cluster.out" 2>&1 &
 cluster_pid=$!
 await_in "$work/cluster.out" '^ready$'
 eval "$(grep '^export ' "$work/cluster.out")"
