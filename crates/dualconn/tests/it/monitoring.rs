@@ -1,11 +1,9 @@
 //! The monitoring figures match the connections a test opened and closed, and `/metrics`
 //! parses as Prometheus text with counters that move.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn get(server: &Server, path: &str) -> Value {

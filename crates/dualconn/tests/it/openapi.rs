@@ -2,12 +2,10 @@
 //! as docs/openapi.json, and covering every REST route the router has.
 //! `scripts/api-test.sh` drives the live binary from it with schemathesis.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use common::{Server, within};
+use crate::common::{Server, within};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> PathBuf {
@@ -27,7 +25,7 @@ fn the_committed_openapi_json_is_the_generated_one() {
     assert!(
         committed == generated,
         "docs/openapi.json is stale; refresh it with \
-         `UPDATE_OPENAPI=1 cargo test -p dualconn --test openapi` and commit it"
+         `UPDATE_OPENAPI=1 cargo test -p dualconn --test it openapi::` and commit it"
     );
 }
 

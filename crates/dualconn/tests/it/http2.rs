@@ -1,11 +1,9 @@
 //! HTTP/2 over TLS: many SSE streams and the REST API on one connection, a stream whose reader
 //! stalls closed alone, and the limits a client cannot push past.
 
-mod common;
-
+use crate::common::pki::{self, TestCa};
+use crate::common::*;
 use bytes::Bytes;
-use common::pki::{self, TestCa};
-use common::*;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};

@@ -1,10 +1,8 @@
 //! The embedding example builds (cargo test builds examples) and works when run.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::within;
+use crate::common::within;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -1,11 +1,9 @@
 //! Limits and the server's life over real sockets: the per-player cap, connection-attempt rate
 //! limits, body bounds, graceful shutdown, restarts and live statistics (SPEC §3, §8, §9, §11).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 

@@ -1,13 +1,11 @@
 //! Commands from players: the demo world, the HTTP fallback, rate limits and the webhook.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::*;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 

@@ -2,14 +2,12 @@
 //! key prefix. A node that must die without a graceful shutdown runs on its own runtime, which
 //! is dropped; a Redis that must go away is a `redis-server` this test starts on a free port.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use dualconn::App;
 use dualconn::config::Settings;
 use futures_util::StreamExt;

@@ -91,7 +91,8 @@ fn every_test_the_protocol_reference_cites_exists() {
     for name in &cited {
         let parts: Vec<&str> = name.split("::").collect();
         let (module, test) = (&parts[..parts.len() - 1], parts[parts.len() - 1]);
-        let integration = crate_dir.join("tests").join(format!("{}.rs", module[0]));
+        // An integration test: `sessions::name` is module `sessions` of the one binary tests/it.
+        let integration = crate_dir.join("tests/it").join(format!("{}.rs", module[0]));
         let candidates: Vec<PathBuf> = if module.len() == 1 && integration.exists() {
             vec![integration]
         } else {

@@ -2,11 +2,9 @@
 //! fixed order, stale and conflicting ids are fenced off, server-made ids are well formed, and
 //! the event stream goes on across sessions.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 

@@ -1,12 +1,10 @@
 //! The listener over TLS: the REST API and SSE over HTTP/2, WebSocket over HTTP/1.1, the
 //! certificate reloaded without a restart, and a handshake that cannot hold a slot.
 
-mod common;
-
 use std::time::Duration;
 
-use common::pki::{self, TestCa};
-use common::*;
+use crate::common::pki::{self, TestCa};
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

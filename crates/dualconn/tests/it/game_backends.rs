@@ -2,14 +2,12 @@
 //! webhook, the old paths, credentialed CORS, and refusals an operator can see (counted in
 //! `/metrics`, logged by the binary).
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::*;
 use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,11 +1,9 @@
 //! Garbage on the port: every input gets an error answer or a close, never a 5xx or a hang,
 //! and the server keeps serving afterwards (SPEC §8, §12.14).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use futures_util::future::join_all;
 use serde_json::{Value, json};

@@ -2,9 +2,7 @@
 //! timestamps, ids and sequence numbers redacted), and a check that every key of the
 //! reference's examples is present with the same JSON type (SPEC §2: add, never rename).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use insta::assert_json_snapshot;
 use serde_json::{Value, json};
 

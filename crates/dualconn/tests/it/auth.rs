@@ -1,13 +1,11 @@
 //! Authentication, authorization, origins and the order of refusals (SPEC §1, §2, §12.14–16,
 //! §12.20–22, §12.24), over real sockets against the real server.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use dualconn::App;
 use dualconn::config::Settings;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -590,8 +588,8 @@ fn keys() -> &'static Keys {
     macro_rules! pair {
         ($name:literal) => {
             Pair {
-                private: include_bytes!(concat!("fixtures/keys/", $name, ".pem")).to_vec(),
-                public: include_bytes!(concat!("fixtures/keys/", $name, ".pub.pem")).to_vec(),
+                private: include_bytes!(concat!("../fixtures/keys/", $name, ".pem")).to_vec(),
+                public: include_bytes!(concat!("../fixtures/keys/", $name, ".pub.pem")).to_vec(),
             }
         };
     }

@@ -1,11 +1,9 @@
 //! No lost events: resume on both transports under continuous publishing.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 

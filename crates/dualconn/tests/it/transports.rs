@@ -1,8 +1,6 @@
 //! Both transports on every path, over real sockets: each event reaches every connection.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 

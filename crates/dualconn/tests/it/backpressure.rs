@@ -1,8 +1,6 @@
 //! A client that stops reading is cut off with 4008; nobody else notices.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
