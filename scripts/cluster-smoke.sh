@@ -5,7 +5,7 @@
 # the last id it saw and gets exactly what it missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -p dualconn --locked --quiet
+bash scripts/build-debug.sh
 work=$(mktemp -d)
 cluster_pid=""
 cleanup() {
