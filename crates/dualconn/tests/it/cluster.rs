@@ -151,6 +151,75 @@ async fn the_cap_evicts_the_oldest_connection_wherever_it_is() {
     assert_eq!(third.next_event().await["event_type"], "still");
 }
 
+/// SPEC §12.15 and §12.27 in a cluster: the JOIN script applies the session rules and the
+/// cap cluster-wide before it hears that the joining node is full, and refuses a full node
+/// before it writes anything. Both nodes hold their one stream; alice's is on node 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_answers_409_where_the_cluster_session_rules_refuse_and_503_only_after() {
+    let nodes = cluster(2, |s| {
+        s.max_connections = Some(1);
+        s.max_connections_per_player = Some(1);
+        s.reject_over_limit = Some(true);
+    })
+    .await;
+    let set_session = |player: &'static str, id: &'static str| {
+        let node = &nodes[1];
+        async move {
+            let path = format!("/api/connections/{player}/session");
+            let res = node.post(&path, ADMIN_KEY, json!({"session_id": id})).await;
+            assert_eq!(res.status(), 200);
+        }
+    };
+    set_session("alice", "old").await;
+    set_session("alice", "current").await;
+    let mut alice = nodes[1].sse("alice", "").await;
+    assert_eq!(alice.next_event().await["data"]["session_id"], "current");
+    let mut carol = nodes[0].sse("carol", "").await;
+    carol.next_event().await;
+    set_session("bob", "bob-1").await;
+
+    let node = &nodes[0];
+    let status = |player: &'static str, query: &'static str| async move {
+        let url = node.url(&format!(
+            "/sse/{player}?{query}&token={}",
+            node.token(player)
+        ));
+        let res = node.http.get(url).send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        (status, body["error_type"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        status("alice", "session_id=old").await,
+        (409, "session_error".into())
+    );
+    assert_eq!(
+        status("alice", "session_id=new").await,
+        (409, "session_error".into())
+    );
+    assert_eq!(status("alice", "").await, (409, "connection_error".into()));
+    assert_eq!(
+        status("bob", "session_id=bob-2").await,
+        (503, "connection_error".into())
+    );
+    assert_eq!(status("bob", "").await, (503, "connection_error".into()));
+
+    let bob = nodes[1]
+        .get_json("/api/connections/bob/session", ADMIN_KEY)
+        .await;
+    assert_eq!(
+        bob["session_id"], "bob-1",
+        "the refused join took nothing over"
+    );
+    assert_eq!(bob["active_connections"], 0, "nor left a connection behind");
+    let r = nodes[0]
+        .publish(&["alice", "carol"], "still", json!({}))
+        .await;
+    assert_eq!(r["events"][0]["connections"], 1);
+    assert_eq!(alice.next_event().await["event_type"], "still");
+    assert_eq!(carol.next_event().await["event_type"], "still");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_racing_for_a_new_session_never_both_win() {
     let nodes = cluster(2, |_| {}).await;

@@ -21,9 +21,14 @@ struct Refusal {
 }
 
 async fn refused(server: &Server, kind: Kind, player: &str) -> Refusal {
+    refused_with(server, kind, player, "").await
+}
+
+/// The same, with a query (`?session_id=…`) on the stream's URL.
+async fn refused_with(server: &Server, kind: Kind, player: &str, query: &str) -> Refusal {
     let token = server.token(player);
     match kind {
-        Kind::Ws => match server.ws_at("/api/ws", &token).await {
+        Kind::Ws => match server.ws_at(&format!("/api/ws{query}"), &token).await {
             Ok(_) => panic!("the WebSocket was accepted"),
             Err(tungstenite::Error::Http(res)) => Refusal {
                 status: res.status().as_u16(),
@@ -36,7 +41,8 @@ async fn refused(server: &Server, kind: Kind, player: &str) -> Refusal {
             Err(e) => panic!("expected an HTTP refusal, got {e}"),
         },
         Kind::Sse => {
-            let url = server.url(&format!("/sse/{player}?token={token}"));
+            let sep = if query.is_empty() { "?" } else { "&" };
+            let url = server.url(&format!("/sse/{player}{query}{sep}token={token}"));
             let res = within(server.http.get(url).send()).await.unwrap();
             assert_ne!(res.status(), 200, "the SSE stream was accepted");
             Refusal {
@@ -511,6 +517,70 @@ async fn under_a_lowered_descriptor_limit_the_binary_is_full_at_its_cap_and_says
     })
     .await;
     child.kill().await.unwrap();
+}
+
+/// SPEC §12.15 and §12.27: on a full node the session rules and the per-player cap still
+/// answer first (409), on both transports; only a request all of them let in gets 503, and
+/// that refusal changes nothing: the session it would have taken over stays current.
+#[tokio::test]
+async fn a_full_node_answers_409_where_the_session_rules_refuse_and_503_only_after_them() {
+    let server = Server::start_with(|s| {
+        s.max_connections = Some(1);
+        s.max_connections_per_player = Some(1);
+        s.reject_over_limit = Some(true);
+    })
+    .await;
+    let new_session = |player: &'static str, id: &'static str| {
+        let server = &server;
+        async move {
+            let path = format!("/api/connections/{player}/session");
+            let res = server
+                .post(&path, ADMIN_KEY, json!({"session_id": id}))
+                .await;
+            assert_eq!(res.status(), 200);
+        }
+    };
+    // alice: "old" was replaced by "current", which holds the node's one stream.
+    new_session("alice", "old").await;
+    new_session("alice", "current").await;
+    let mut held = server.sse("alice", "").await;
+    assert_eq!(held.next_event().await["data"]["session_id"], "current");
+    // bob: a session with nothing connected, which a new id would take over on a node with room.
+    new_session("bob", "bob-1").await;
+
+    for kind in [Kind::Ws, Kind::Sse] {
+        for (query, error_type) in [
+            ("?session_id=old", "session_error"),
+            ("?session_id=another", "session_error"),
+            ("", "connection_error"),
+        ] {
+            let r = refused_with(&server, kind, "alice", query).await;
+            assert_eq!(r.status, 409, "alice{query}: {:?}", r.body);
+            assert_eq!(r.body["error_type"], error_type, "alice{query}");
+        }
+        for query in ["?session_id=bob-2", "", "?session_id=bob-1"] {
+            let r = refused_with(&server, kind, "bob", query).await;
+            assert_eq!(r.status, 503, "bob{query}: {:?}", r.body);
+            assert_eq!(r.body["error_type"], "connection_error");
+            assert_eq!(r.retry_after.as_deref(), Some("5"));
+        }
+    }
+
+    let bob = server
+        .get_json("/api/connections/bob/session", ADMIN_KEY)
+        .await;
+    assert_eq!(
+        bob["session_id"], "bob-1",
+        "a refused join took nothing over: {bob}"
+    );
+    let perf = server.get_json("/monitoring/performance", ADMIN_KEY).await;
+    assert_eq!(
+        perf["node_budget"]["refused_streams_connections"], 6,
+        "{perf}"
+    );
+    // The stream the node holds was never touched.
+    server.publish(&["alice"], "still_here", json!({})).await;
+    assert_eq!(held.next_event().await["event_type"], "still_here");
 }
 
 /// Raw WebSocket with a tiny receive buffer that stops reading once open.
