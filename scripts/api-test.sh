@@ -20,7 +20,7 @@ if [ ! -x "$venv/bin/st" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build -p dualconn --locked --quiet
+bash scripts/build-debug.sh
 bin="${CARGO_TARGET_DIR:-target}/debug/dualconn"
 
 work=$(mktemp -d)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --locked -q -p dualconn -p dualconn-bench
+bash scripts/build-debug.sh
 BIN=${CARGO_TARGET_DIR:-target}/debug
 BENCH=$BIN/dualconn-bench
 

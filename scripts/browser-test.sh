@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/browser-setup.sh >/dev/null
-cargo build -p dualconn --locked --quiet
-node --test web/tests/
+bash scripts/build-debug.sh
+DUALCONN_BIN="${DUALCONN_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/dualconn}" node --test web/tests/

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds and tests the TypeScript client (client/): unit tests, then integration tests against the
-# real dualconn binary (target/debug/dualconn, built here; cheap when it is up to date). Works on a
+# real dualconn binary (target/debug/dualconn, built here by scripts/build-debug.sh; a no-op after `cargo test`). Works on a
 # fresh clone: installs exactly the locked dev dependencies when they are missing or the lock file
 # changed since the last install.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build -p dualconn --locked --quiet
+bash scripts/build-debug.sh
+# The integration tests run DUALCONN_BIN, by default target/debug/dualconn: follow
+# CARGO_TARGET_DIR like every other script.
+export DUALCONN_BIN="${DUALCONN_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/dualconn}"
 # The two-node test needs a Redis.
 bash scripts/redis-setup.sh
 cd client

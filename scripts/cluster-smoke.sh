@@ -5,7 +5,7 @@
 # the last id it saw and gets exactly what it missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -p dualconn --locked --quiet
+bash scripts/build-debug.sh
 work=$(mktemp -d)
 cluster_pid=""
 cleanup() {
@@ -26,7 +26,7 @@ await_in() {
   fail "no '$2' in $1"
 }
 
-DUALCONN_BIN=target/debug/dualconn CLUSTER_LOG_DIR="$work" bash scripts/cluster.sh >"$work/cluster.out" 2>&1 &
+DUALCONN_BIN="${CARGO_TARGET_DIR:-target}/debug/dualconn" CLUSTER_LOG_DIR="$work" bash scripts/cluster.sh >"$work/cluster.out" 2>&1 &
 cluster_pid=$!
 await_in "$work/cluster.out" '^ready$'
 eval "$(grep '^export ' "$work/cluster.out")"

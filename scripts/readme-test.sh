@@ -3,12 +3,17 @@
 # token, SSE, WebSocket, publish, rooms, new session, Ctrl-C), the embedding example and `token`. The
 # commands are read from the README's ```sh blocks, not copied here, so an edit to the README
 # is what gets tested. Two changes only: the server binds a free port instead of 8000 (other
-# servers may be running), and it is the debug build, which the rest of the test command built.
+# servers may be running), and it runs the debug profile instead of `--release`.
 # Needs curl and Node.js 20+. Takes about 10 s once built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build -p dualconn --examples --bins --locked --quiet
+# What the README's `cargo run` commands below build, built first so that no wait below runs
+# into a compilation. They build the crate as a user's checkout would, without the
+# dev-dependencies' features (unlike `cargo test` and scripts/build-debug.sh): that build is
+# part of what is tested, and the one build the test command does twice.
+cargo build -p dualconn --locked --quiet
+cargo build -p dualconn --example embedded_game --locked --quiet
 
 work=$(mktemp -d)
 pids=()

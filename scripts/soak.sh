@@ -28,7 +28,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 if [ "$PROFILE" = release ]; then
   cargo build --release --locked -q -p dualconn -p dualconn-bench
 else
-  cargo build --locked -q -p dualconn -p dualconn-bench
+  bash scripts/build-debug.sh
 fi
 SERVER_BIN=$TARGET/$PROFILE/dualconn
 BENCH=$TARGET/$PROFILE/dualconn-bench

@@ -13,7 +13,8 @@ cargo test --workspace --locked
 
 bash scripts/client-test.sh
 
-# The Python SDK against the debug binary built above.
+# The Python SDK against the debug binary built above (each script runs scripts/build-debug.sh,
+# which builds what `cargo test` built: here a no-op).
 bash scripts/python-sdk-test.sh
 
 # These drive the debug binary built above: the browser tests, the benchmark smoke, the

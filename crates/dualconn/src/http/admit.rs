@@ -1,6 +1,7 @@
 //! The checks every stream (WebSocket or SSE) passes before it joins the hub, in the order
 //! SPEC §12.15 fixes: per-IP limit, authentication, authorization, validation, per-player
-//! limit, then the session rules.
+//! limit, then (in the hub, as it joins) the session rules, the per-player cap and last the
+//! node's budget.
 
 // Cursors, credentials and query strings come from the network (SPEC §12.26): no unchecked
 // arithmetic in this module.
@@ -122,11 +123,6 @@ pub async fn join(
     admitted: &Admitted,
     kind: ConnKind,
 ) -> Result<Delivery, ApiError> {
-    // SPEC §12.27: a full node refuses new streams and leaves the ones it holds alone.
-    app.hub
-        .budget
-        .admit()
-        .map_err(|full| ApiError::node_full(full.to_string(), RETRY_AFTER.as_secs()))?;
     let conn = app
         .hub
         .connect(Join {
@@ -147,6 +143,10 @@ pub async fn join(
                 ApiError::connection(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             JoinError::Unavailable => ApiError::unavailable(),
+            // SPEC §12.27: a full node refuses new streams and leaves the ones it holds alone.
+            JoinError::NodeFull(full) => {
+                ApiError::node_full(full.to_string(), RETRY_AFTER.as_secs())
+            }
         })?;
     tracing::debug!(player = %admitted.player, conn = %conn.id, kind = kind.as_str(), "connected");
     Ok(Delivery::new(Arc::clone(&app.hub), conn, admitted.expires))

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 description of the REST routes, built from the handlers' `#[utoipa::path]`
 //! attributes and the `wire` types, and served at `/openapi.json`. `docs/openapi.json` is a
-//! committed copy that `tests/openapi.rs` keeps current.
+//! committed copy that `tests/it/openapi.rs` keeps current.
 //!
 //! The WebSocket and SSE routes are streams, not request/response pairs: `docs/protocol.md`
 //! describes them.

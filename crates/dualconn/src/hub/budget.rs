@@ -101,18 +101,33 @@ impl Budget {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
-    /// May one more stream join? Checked before joining, so concurrent handshakes can pass the
-    /// cap by at most their own number; the descriptor reserve absorbs that.
+    /// May one more stream join? Counts the refusal when not. Read while joining, before the
+    /// stream is counted, so concurrent handshakes can pass the cap by at most their own
+    /// number; the descriptor reserve absorbs that.
     pub fn admit(&self) -> Result<(), Full> {
+        self.room().map_err(|full| self.refuse(full))
+    }
+
+    /// Whether one more stream fits, without counting anything: for a cluster join, which
+    /// reads it before the session rules run in Redis and refuses only after them.
+    pub fn room(&self) -> Result<(), Full> {
         if self.connections() >= self.config.max_connections {
-            self.refused_connections.fetch_add(1, Ordering::Relaxed);
             return Err(Full::Connections);
         }
         if self.queued_bytes() >= self.config.max_queued_bytes {
-            self.refused_queued_bytes.fetch_add(1, Ordering::Relaxed);
             return Err(Full::QueuedBytes);
         }
         Ok(())
+    }
+
+    /// Counts a stream refused because the node is full.
+    pub fn refuse(&self, full: Full) -> Full {
+        let counter = match full {
+            Full::Connections => &self.refused_connections,
+            Full::QueuedBytes => &self.refused_queued_bytes,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        full
     }
 
     pub(super) fn opened(&self) {

@@ -137,6 +137,10 @@ pub enum JoinError {
     ShuttingDown,
     #[error("the cluster's Redis is unreachable")]
     Unavailable,
+    /// SPEC §12.27, decided after the session rules and the per-player cap (§12.15: 409
+    /// before the rest), so a request that is refused 409 anywhere is refused 409 here too.
+    #[error(transparent)]
+    NodeFull(#[from] Full),
 }
 
 impl From<Unavailable> for JoinError {
@@ -334,7 +338,8 @@ impl Hub {
 
     /// Registers a connection and queues its opening events: `connected`, then `recovery` and
     /// the replay when a cursor is given, then live events. The session rules (SPEC §5) and the
-    /// per-player cap are decided by the backplane, cluster-wide under Redis.
+    /// per-player cap are decided by the backplane, cluster-wide under Redis; then, if they let
+    /// the connection in, the node's budget (SPEC §12.27). A refused join changes nothing.
     pub async fn connect(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(JoinError::ShuttingDown);
@@ -364,30 +369,30 @@ impl Hub {
             .or_insert_with(|| Player::new(now, history_bytes));
         player.last_active = now;
 
-        // Session rules (SPEC §5).
-        let session = match (join.session_id, &player.session) {
+        // Session rules (SPEC §5), decided before anything changes: a join refused further down
+        // must not have taken the session over.
+        let (session, take_over) = match (join.session_id, &player.session) {
             (Some(id), _) if player.was_replaced(id) => return Err(JoinError::StaleSession),
-            (None, Some(current)) => current.id.clone(),
-            (Some(id), Some(current)) if *current.id == *id => current.id.clone(),
+            (None, Some(current)) => (current.id.clone(), false),
+            (Some(id), Some(current)) if *current.id == *id => (current.id.clone(), false),
             (Some(_), Some(_)) if !player.conns.is_empty() => {
                 return Err(JoinError::SessionConflict);
             }
-            (Some(id), _) => {
-                let id = SessionId::from(id);
-                player.set_session(id.clone());
-                id
-            }
-            (None, None) => {
-                let id = SessionId::from(crate::random::token());
-                player.set_session(id.clone());
-                id
-            }
+            (Some(id), _) => (SessionId::from(id), true),
+            (None, None) => (SessionId::from(crate::random::token()), true),
         };
+        let over_cap = player.conns.len() >= self.config.max_connections_per_player;
+        if over_cap && self.config.reject_over_limit {
+            return Err(JoinError::TooManyConnections);
+        }
+        // Only a join every rule above lets in can be refused for the node being full (503
+        // comes after 409), and it leaves the player's connections and session alone.
+        self.budget.admit()?;
+        if take_over {
+            player.set_session(session.clone());
+        }
 
-        if player.conns.len() >= self.config.max_connections_per_player {
-            if self.config.reject_over_limit {
-                return Err(JoinError::TooManyConnections);
-            }
+        if over_cap {
             let excess = player.conns.len() + 1 - self.config.max_connections_per_player;
             for old in player.conns.drain(..excess) {
                 let frame = local_frame(&old.player, local::CONNECTION_REPLACED, &wire::Empty {});

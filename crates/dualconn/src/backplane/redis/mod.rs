@@ -136,6 +136,8 @@ enum Admitted {
         entries: Vec<(u64, u64, Vec<u8>)>,
     },
     Refused(JoinError),
+    /// Every session rule and the cap let the connection in, but this node said it was full.
+    NodeFull,
 }
 
 impl RedisBackplane {
@@ -298,6 +300,10 @@ impl RedisBackplane {
         if !valid_player_id(join.player) {
             return Err(JoinError::Unavailable);
         }
+        // Read before this connection counts itself in the budget; the script refuses a full
+        // node only after the session rules and the cap (SPEC §12.15: 409 before 503), and
+        // before it changes anything.
+        let room = hub.budget.room();
         // If this future is dropped mid-join (the client went away), the connection must not
         // stay registered anywhere.
         let mut guard = JoiningGuard {
@@ -329,7 +335,8 @@ impl RedisBackplane {
             })
             .arg(start.as_deref().unwrap_or(""))
             .arg(Self::ttl_ms(NODE_TTL))
-            .arg(self.config.history_size.max(1));
+            .arg(self.config.history_size.max(1))
+            .arg(if room.is_err() { "1" } else { "0" });
         let reply: Value = invocation
             .invoke_async(&mut self.redis.clone())
             .await
@@ -337,6 +344,13 @@ impl RedisBackplane {
         let admitted = parse_join(reply).ok_or(JoinError::Unavailable)?;
         let (session, generation, last_seq, now_ms, entries) = match admitted {
             Admitted::Refused(e) => return Err(e),
+            Admitted::NodeFull => {
+                return Err(match room {
+                    Err(full) => hub.budget.refuse(full).into(),
+                    // The script says full only when told so.
+                    Ok(()) => JoinError::Unavailable,
+                });
+            }
             Admitted::Ok {
                 session,
                 generation,
@@ -810,6 +824,7 @@ fn parse_join(reply: Value) -> Option<Admitted> {
         "STALE" => return Some(Admitted::Refused(JoinError::StaleSession)),
         "CONFLICT" => return Some(Admitted::Refused(JoinError::SessionConflict)),
         "FULL" => return Some(Admitted::Refused(JoinError::TooManyConnections)),
+        "NODE_FULL" => return Some(Admitted::NodeFull),
         "OK" => {}
         _ => return None,
     }

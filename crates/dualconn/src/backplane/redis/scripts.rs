@@ -174,9 +174,10 @@ return out
 
 /// ARGV: P, player, requested session ('' for none), candidate session, node, member, cap,
 /// reject ('1' refuses past the cap, '0' evicts the oldest), replay start id ('' for none),
-/// node_ttl_ms, history_size.
-/// Returns `{'STALE'}`, `{'CONFLICT'}`, `{'FULL'}`, or
-/// `{'OK', session, session_at_ms, generation, last_seq, now_ms, entries}`.
+/// node_ttl_ms, history_size, node full ('1' when the joining node has no room).
+/// Returns `{'STALE'}`, `{'CONFLICT'}`, `{'FULL'}`, `{'NODE_FULL'}`, or
+/// `{'OK', session, session_at_ms, generation, last_seq, now_ms, entries}`. Every refusal comes
+/// before the first write but `prune`'s, in SPEC §12.15's order (409s, then the full node).
 pub const JOIN: &str = lua!(
     r#"
 local player, requested = ARGV[2], ARGV[3]
@@ -196,15 +197,18 @@ local function set_session(id)
   cur = id
 end
 local live = redis.call('ZCARD', ck)
+local take
 if requested == '' then
-  if not cur then set_session(ARGV[4]) end
+  if not cur then take = ARGV[4] end
 elseif cur ~= requested then
   if cur and live > 0 then return {'CONFLICT'} end
-  set_session(requested)
+  take = requested
 end
 local cap = tonumber(ARGV[7])
+if live >= cap and ARGV[8] == '1' then return {'FULL'} end
+if ARGV[12] == '1' then return {'NODE_FULL'} end
+if take then set_session(take) end
 if live >= cap then
-  if ARGV[8] == '1' then return {'FULL'} end
   local old = redis.call('ZPOPMIN', ck, live + 1 - cap)
   local by_node = {}
   for i = 1, #old, 2 do
