@@ -20,6 +20,7 @@ pub mod config;
 pub mod delivery;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod greeting;
 pub mod http;
 mod http2;
 pub mod hub;

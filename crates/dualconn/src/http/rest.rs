@@ -416,7 +416,7 @@ fn published_entry(id: &str, p: crate::hub::Published) -> wire::PublishedEvent {
     }
 }
 
-pub(super) fn valid_event_type(t: &str) -> bool {
+pub(crate) fn valid_event_type(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
