@@ -79,8 +79,10 @@ async fn subscriber(
                     },
                 }
             }
-            // Messages sent while nobody listened are lost: history fills them in later.
-            backplane.set_state(Some(false), None);
+            // Messages sent while nobody listened are lost: history fills them in later. Redis
+            // itself may have restarted, so the node is available again only after a heartbeat
+            // has gone through (and re-registered it), not as soon as it is subscribed again.
+            backplane.set_state(Some(false), Some(false));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
