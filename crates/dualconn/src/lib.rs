@@ -24,6 +24,7 @@ pub mod greeting;
 pub mod http;
 mod http2;
 pub mod hub;
+pub mod lifecycle;
 mod random;
 mod server;
 pub mod tls;
