@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin, Subprotocol
 
 from dualconn import AsyncDualconnClient
 from game import Game, create_app
@@ -25,6 +26,8 @@ ADMIN_KEY = "example-game-admin-key-0123456789"
 JWT_SECRET = "example-game-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "example-game-webhook-secret"
 GRACE_MS = 500
+#: The page's origin during development (a Vite dev server), allowed to open streams.
+DEV_ORIGIN = "http://localhost:5173"
 
 
 class Running:
@@ -60,6 +63,7 @@ def running() -> Iterator[Running]:
         "DUALCONN_LIFECYCLE_WEBHOOK": f"{game_url}/dualconn/lifecycle",
         "DUALCONN_COMMAND_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "DUALCONN_LIFECYCLE_GRACE": f"{GRACE_MS}ms",
+        "DUALCONN_ALLOWED_ORIGINS": DEV_ORIGIN,
         "DUALCONN_LOG_FORMAT": "json",
     })
     proc = subprocess.Popen([os.environ["DUALCONN_BIN"], "serve"], env=env,
@@ -86,6 +90,11 @@ def running() -> Iterator[Running]:
         thread.join(timeout=10)
 
 
+def bearer(token: str) -> list[Subprotocol]:
+    """The WebSocket subprotocols that carry a token: a browser can set nothing else."""
+    return [Subprotocol("bearer"), Subprotocol(token)]
+
+
 def ws_events(ws: ClientConnection) -> Iterator[dict[str, Any]]:
     while True:
         event: dict[str, Any] = json.loads(ws.recv(timeout=10))
@@ -95,6 +104,7 @@ def ws_events(ws: ClientConnection) -> Iterator[dict[str, Any]]:
 
 class Sse:
     def __init__(self, response: httpx.Response) -> None:
+        self.headers = response.headers
         self._lines = response.iter_lines()
 
     def next(self) -> dict[str, Any]:
@@ -113,8 +123,9 @@ class Sse:
 
 
 @contextmanager
-def sse(url: str) -> Iterator[Sse]:
-    with httpx.Client(timeout=10) as c, c.stream("GET", url) as response:
+def sse(url: str, origin: Optional[str] = None) -> Iterator[Sse]:
+    headers = {"Origin": origin} if origin else {}
+    with httpx.Client(timeout=10) as c, c.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, response.read()
         yield Sse(response)
 
@@ -128,14 +139,15 @@ def test_a_player_on_two_transports_plays_drops_one_resumes_and_leaves(running: 
 
         # alice's WebSocket, with the game's own token: connected, then the greeting once.
         ws_url = running.dualconn.replace("http", "ws") + "/api/ws"
-        with connect(ws_url, subprotocols=["bearer", alice]) as ws:  # type: ignore[list-item]
+        with connect(ws_url, origin=Origin(DEV_ORIGIN), subprotocols=bearer(alice)) as ws:
             events = ws_events(ws)
             assert next(events)["data"]["player_id"] == "alice"
             state, room = next(events), next(events)
             assert (state["event_type"], room["event_type"]) == ("game_state", "room_update")
             assert room["data"]["players"] == ["alice", "bob"]
 
-            with sse(f"{running.dualconn}/api/events?token={alice}") as alice_sse:
+            with sse(f"{running.dualconn}/api/events?token={alice}", DEV_ORIGIN) as alice_sse:
+                assert alice_sse.headers["access-control-allow-origin"] == DEV_ORIGIN
                 assert alice_sse.next()["event_type"] == "connected"
                 # She talks over the WebSocket; the answer is on both transports, the chat
                 # in bob's stream.
@@ -157,7 +169,7 @@ def test_a_player_on_two_transports_plays_drops_one_resumes_and_leaves(running: 
 
                 # It resumes from the last event it had: what it missed is replayed, once.
                 resume = f"{ws_url}?last_event_id={last_on_ws}"
-                with connect(resume, subprotocols=["bearer", alice]) as ws2:  # type: ignore[list-item]
+                with connect(resume, subprotocols=bearer(alice)) as ws2:
                     events = ws_events(ws2)
                     assert next(events)["event_type"] == "connected"
                     recovery = next(events)
