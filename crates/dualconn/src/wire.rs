@@ -155,9 +155,12 @@ pub struct LifecycleNotice<'a> {
     pub kind: &'a str,
     /// When it happened (not when it was sent), RFC 3339 UTC.
     pub timestamp: &'a str,
+    /// The player it is about; every notice has one.
     pub player_id: &'a str,
+    /// The session a connection joined, or the session that started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<&'a str>,
+    /// The connection a notice is about, so a backend can pair opens with closes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<&'a str>,
     /// `websocket` or `sse`.

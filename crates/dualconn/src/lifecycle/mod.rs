@@ -70,16 +70,23 @@ impl Kind {
 /// One thing that happened to a player, as the backend is told it.
 #[derive(Debug, Clone)]
 pub struct Notice {
+    /// What happened; the body's `type`.
     pub kind: Kind,
+    /// Whom it happened to; also picks the lane, so one player's notices stay in order.
     pub player: PlayerId,
     /// The session the connection joined, or the session that started.
     pub session_id: Option<SessionId>,
+    /// The connection a connection notice is about (and the one that brought the player
+    /// online), so the backend can pair opens with closes.
     pub connection_id: Option<Box<str>>,
+    /// That connection's transport, for backends that treat SSE-only players differently.
     pub transport: Option<ConnKind>,
     /// Why a connection closed, or what started a session (`connect`, `new_session`).
     pub reason: Option<&'static str>,
-    /// Fixed when it happened, so that every retry sends the same body.
+    /// Fixed when it happened, so that every retry sends the same body: the backend's
+    /// deduplication key.
     pub id: String,
+    /// When it happened, not when it was sent (a notice may wait behind retries).
     pub at: SystemTime,
 }
 
@@ -153,12 +160,14 @@ pub struct Counters {
 /// Where the hub reports notices. Cheap to clone; never waits.
 #[derive(Clone)]
 pub struct Notices {
+    /// Bounded queues, each drained in order by one sending task.
     lanes: Arc<[mpsc::Sender<Notice>]>,
     /// Single process only: players whose last connection closed, to look at again after the
     /// grace.
     offline_checks: mpsc::Sender<PlayerId>,
     /// Picks a player's lane; per process, like the hub's shards.
     hasher: RandomState,
+    /// Shared with the sending tasks, read by `/metrics`.
     pub counters: Arc<Counters>,
     /// How long a player must stay without a connection before `player_offline`.
     pub grace: Duration,
@@ -193,8 +202,11 @@ impl Notices {
 
 /// What sends the notices: built with the server, run with it.
 pub struct Worker {
+    /// The signed POST, built (and its URL checked) with the server, so a bad URL fails start.
     poster: sender::Poster,
+    /// The receiving ends of [`Notices`]' lanes, one task each once running.
     lanes: Vec<mpsc::Receiver<Notice>>,
+    /// Single process: players to look at again after the grace.
     offline_checks: mpsc::Receiver<PlayerId>,
 }
 

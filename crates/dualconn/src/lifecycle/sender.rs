@@ -32,6 +32,7 @@ const MAX_EVENTS: usize = 100;
 pub struct Poster {
     /// Reused across calls for its connection pool.
     client: reqwest::Client,
+    /// `DUALCONN_LIFECYCLE_WEBHOOK`, checked to be http or https.
     url: reqwest::Url,
     /// HMAC key for the signature header; never logged.
     secret: Option<Vec<u8>>,
