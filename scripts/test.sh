@@ -13,9 +13,10 @@ cargo test --workspace --locked
 
 bash scripts/client-test.sh
 
-# The Python SDK against the debug binary built above (each script runs scripts/build-debug.sh,
-# which builds what `cargo test` built: here a no-op).
+# The Python SDK, and the example game built on it, against the debug binary built above (each
+# script runs scripts/build-debug.sh, which builds what `cargo test` built: here a no-op).
 bash scripts/python-sdk-test.sh
+bash scripts/example-game-test.sh
 
 # These drive the debug binary built above: the browser tests, the benchmark smoke, the
 # schema-driven API test (schemathesis from docs/openapi.json), the README's commands and its

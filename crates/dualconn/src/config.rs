@@ -126,6 +126,22 @@ pub struct Settings {
     /// Connect-webhook timeout, in milliseconds [default: 3000]
     #[arg(long, env = "DUALCONN_CONNECT_WEBHOOK_TIMEOUT_MS")]
     pub connect_webhook_timeout_ms: Option<u64>,
+    /// Game backend told when players come online and go offline, sessions start and connections open and close (POST, signed)
+    #[arg(long, env = "DUALCONN_LIFECYCLE_WEBHOOK")]
+    pub lifecycle_webhook: Option<String>,
+    /// Secret that signs lifecycle-webhook bodies [default: the command webhook's secret]
+    #[arg(
+        long,
+        env = "DUALCONN_LIFECYCLE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub lifecycle_webhook_secret: Option<String>,
+    /// Lifecycle-webhook timeout per attempt, in milliseconds [default: 3000]
+    #[arg(long, env = "DUALCONN_LIFECYCLE_WEBHOOK_TIMEOUT_MS")]
+    pub lifecycle_webhook_timeout_ms: Option<u64>,
+    /// How long a player has no connection before `player_offline`, e.g. `5s` or `500ms` [default: 5s]
+    #[arg(long, env = "DUALCONN_LIFECYCLE_GRACE")]
+    pub lifecycle_grace: Option<String>,
     /// Commands per second per player [default: 20]
     #[arg(long, env = "DUALCONN_COMMAND_RATE_PER_PLAYER")]
     pub command_rate_per_player: Option<u32>,
@@ -277,6 +293,11 @@ pub struct Config {
     pub command_webhook: Option<WebhookConfig>,
     /// Asked who a player is when dualconn cannot verify the credentials itself.
     pub connect_webhook: Option<WebhookConfig>,
+    /// Told players' lifecycle: online, offline, sessions, connections.
+    pub lifecycle_webhook: Option<WebhookConfig>,
+    /// How long a player must have no connection before `player_offline`, so that a
+    /// transport switch or a reconnect does not flap.
+    pub lifecycle_grace: Duration,
     pub command_rate: Rate,
     /// Cluster mode through Redis; `None` runs one process with nothing else.
     pub cluster: Option<RedisSettings>,
@@ -367,6 +388,10 @@ impl Settings {
             connect_webhook,
             connect_webhook_secret,
             connect_webhook_timeout_ms,
+            lifecycle_webhook,
+            lifecycle_webhook_secret,
+            lifecycle_webhook_timeout_ms,
+            lifecycle_grace,
             command_rate_per_player,
             command_burst_per_player,
             redis_url,
@@ -490,6 +515,17 @@ impl Settings {
             "connect_webhook_timeout_ms",
             self.connect_webhook_timeout_ms.unwrap_or(3000),
         )?);
+        let lifecycle_webhook_timeout = Duration::from_millis(positive(
+            "lifecycle_webhook_timeout_ms",
+            self.lifecycle_webhook_timeout_ms.unwrap_or(3000),
+        )?);
+        let lifecycle_grace = match self.lifecycle_grace.as_deref() {
+            None => DEFAULT_LIFECYCLE_GRACE,
+            Some(text) => parse_duration(text).ok_or(ConfigError::Setting {
+                key: "lifecycle_grace",
+                problem: "must be a duration such as 5s or 500ms (a bare number is seconds)",
+            })?,
+        };
         let config = Config {
             bind: self
                 .bind
@@ -574,6 +610,14 @@ impl Settings {
                     .or_else(|| self.command_webhook_secret.clone()),
                 timeout: connect_webhook_timeout,
             }),
+            lifecycle_webhook: self.lifecycle_webhook.map(|url| WebhookConfig {
+                url,
+                secret: self
+                    .lifecycle_webhook_secret
+                    .or_else(|| self.command_webhook_secret.clone()),
+                timeout: lifecycle_webhook_timeout,
+            }),
+            lifecycle_grace,
             command_webhook: self.command_webhook.map(|url| WebhookConfig {
                 url,
                 secret: self.command_webhook_secret,
@@ -602,6 +646,19 @@ impl Settings {
             },
         };
         Ok(config)
+    }
+}
+
+/// Long enough for a page reload or a transport switch, short enough that a backend soon
+/// hears that a player left.
+pub const DEFAULT_LIFECYCLE_GRACE: Duration = Duration::from_secs(5);
+
+/// `5s`, `500ms`, `1m` (humantime), or a bare number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(text).ok(),
     }
 }
 
@@ -701,6 +758,34 @@ mod tests {
             };
             assert!(settings.resolve().is_err(), "{reserved:?}");
         }
+    }
+
+    #[test]
+    fn the_lifecycle_grace_reads_units_or_seconds() {
+        let grace = |text: &str| {
+            Settings {
+                lifecycle_grace: Some(text.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .map(|c| c.lifecycle_grace)
+        };
+        assert_eq!(grace("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(grace("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(grace("1m").unwrap(), Duration::from_secs(60));
+        assert!(grace("soon").is_err());
+        let config = Settings::default().resolve().unwrap();
+        assert_eq!(config.lifecycle_grace, DEFAULT_LIFECYCLE_GRACE);
+        let file: Settings = toml::from_str(
+            "lifecycle_webhook = \"http://game/lifecycle\"\ncommand_webhook_secret = \"s\"",
+        )
+        .unwrap();
+        let hook = file.resolve().unwrap().lifecycle_webhook.unwrap();
+        assert_eq!(
+            hook.secret.as_deref(),
+            Some("s"),
+            "the command webhook's secret by default"
+        );
     }
 
     #[test]

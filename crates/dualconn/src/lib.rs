@@ -20,9 +20,11 @@ pub mod config;
 pub mod delivery;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod greeting;
 pub mod http;
 mod http2;
 pub mod hub;
+pub mod lifecycle;
 mod random;
 mod server;
 pub mod tls;

@@ -29,6 +29,7 @@ use crate::http::connect_hook::ConnectHook;
 use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
+use crate::lifecycle;
 use crate::tls::{ALPN_H2, Tls, TlsError};
 
 /// Largest request head (request line and headers) hyper buffers; past it, 431.
@@ -70,6 +71,8 @@ pub struct App {
     tls: Option<Arc<Tls>>,
     /// Cancelled to begin a graceful shutdown.
     shutdown: CancellationToken,
+    /// Sends lifecycle notices once running; present when the lifecycle webhook is set.
+    lifecycle: Option<lifecycle::Worker>,
 }
 
 impl App {
@@ -111,11 +114,17 @@ impl App {
                     .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?,
             )),
         };
-        let hub = Arc::new(Hub::build(
-            HubConfig::from(&config),
-            backplane,
-            config.budget,
-        ));
+        let mut hub = Hub::build(HubConfig::from(&config), backplane, config.budget);
+        let lifecycle = match &config.lifecycle_webhook {
+            Some(hook) => {
+                let (notices, worker) = lifecycle::channel(hook, config.lifecycle_grace)
+                    .map_err(|e| BuildError::Config(ConfigError::Invalid(e)))?;
+                hub.set_lifecycle(notices);
+                Some(worker)
+            }
+            None => None,
+        };
+        let hub = Arc::new(hub);
         let commands = Runner::new(handler, hub.clone(), config.command_rate);
         let listener = TcpListener::bind(config.bind)
             .await
@@ -147,6 +156,7 @@ impl App {
             router,
             tls,
             shutdown: CancellationToken::new(),
+            lifecycle,
         })
     }
 
@@ -191,9 +201,13 @@ impl App {
             router,
             tls,
             shutdown,
+            lifecycle,
             ..
         } = self;
         let tracker = state.tracker.clone();
+        if let Some(worker) = lifecycle {
+            worker.spawn(state.hub.clone(), &tracker, shutdown.clone());
+        }
         tracker.spawn(sweep(state.clone(), shutdown.clone()));
         if let Backplane::Redis(redis) = state.hub.backplane() {
             tracker.spawn(crate::backplane::redis::run(

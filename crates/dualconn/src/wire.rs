@@ -143,6 +143,34 @@ pub mod local {
     ];
 }
 
+/// The lifecycle webhook's body (docs/protocol.md §19). Keys that do not apply to a `type`
+/// are left out.
+#[derive(Serialize)]
+pub struct LifecycleNotice<'a> {
+    /// Unique per notice and the same on every retry of it: the backend's deduplication key.
+    pub id: &'a str,
+    /// `player_online`, `player_offline`, `session_started`, `connection_opened` or
+    /// `connection_closed`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// When it happened (not when it was sent), RFC 3339 UTC.
+    pub timestamp: &'a str,
+    /// The player it is about; every notice has one.
+    pub player_id: &'a str,
+    /// The session a connection joined, or the session that started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<&'a str>,
+    /// The connection a notice is about, so a backend can pair opens with closes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<&'a str>,
+    /// `websocket` or `sse`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<&'a str>,
+    /// Why a connection closed, or what started a session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
 #[derive(Serialize)]
 pub struct ConnectedData<'a> {
     pub connection_id: &'a str,

@@ -20,6 +20,8 @@ from fastapi import FastAPI
 
 from dualconn import (
     CommandRequest,
+    LifecycleEvent,
+    LifecycleReply,
     ConnectGrant,
     ConnectRefused,
     ConnectRequest,
@@ -31,6 +33,8 @@ from dualconn.fastapi import webhook_router
 SECRET = "python-sdk-test-secret-0123456789abcdef"
 ADMIN_KEY = "python-sdk-admin-key-0123456789"
 HOOK_SECRET = "python-sdk-hook-secret"
+#: Short, so a test sees player_offline quickly.
+GRACE_MS = 300
 #: The game's own tokens: opaque strings dualconn cannot verify, mapped by the connect webhook.
 GAME_TOKENS = {"game-token-hero": "hero", "game-token-mage": "mage"}
 
@@ -41,6 +45,28 @@ class Backend:
 
     commands: list[CommandRequest] = field(default_factory=list)
     connects: list[ConnectRequest] = field(default_factory=list)
+    #: Each call of the lifecycle callback (the router calls it once per notice id).
+    lifecycle: list[LifecycleEvent] = field(default_factory=list)
+    #: Notified on every lifecycle call, so tests wait for arrivals instead of sleeping.
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_lifecycle(
+        self, kind: str, player_id: str, timeout: float = 10.0
+    ) -> LifecycleEvent:
+        """The first lifecycle notice of this kind for this player, once it has arrived."""
+
+        def found() -> Optional[LifecycleEvent]:
+            return next(
+                (e for e in self.lifecycle if e.type == kind and e.player_id == player_id), None
+            )
+
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: found() is not None, timeout), (
+                f"no {kind} for {player_id}: {self.lifecycle}"
+            )
+        event = found()
+        assert event is not None
+        return event
 
 
 def build_game(backend: Backend) -> FastAPI:
@@ -71,9 +97,23 @@ def build_game(backend: Backend) -> FastAPI:
             ],
         )
 
+    async def on_lifecycle(event: LifecycleEvent) -> LifecycleReply:
+        with backend.arrived:
+            backend.lifecycle.append(event)
+            backend.arrived.notify_all()
+        # Only `keeper` is greeted, so the other tests' streams see no extra events.
+        if event.type == "player_online" and event.player_id == "keeper":
+            return LifecycleReply(events=[GreetingEvent("game_state", {"hp": 10, "room": "hall"})])
+        return LifecycleReply()
+
     app = FastAPI()
     app.include_router(
-        webhook_router(secret=HOOK_SECRET, on_command=on_command, on_connect=on_connect),
+        webhook_router(
+            secret=HOOK_SECRET,
+            on_command=on_command,
+            on_connect=on_connect,
+            on_lifecycle=on_lifecycle,
+        ),
         prefix="/dualconn",
     )
     return app
@@ -124,6 +164,8 @@ def dualconn() -> Iterator[Dualconn]:
             "DUALCONN_COMMAND_WEBHOOK": f"{game_url}/dualconn/commands",
             "DUALCONN_COMMAND_WEBHOOK_SECRET": HOOK_SECRET,
             "DUALCONN_CONNECT_WEBHOOK": f"{game_url}/dualconn/connect",
+            "DUALCONN_LIFECYCLE_WEBHOOK": f"{game_url}/dualconn/lifecycle",
+            "DUALCONN_LIFECYCLE_GRACE": f"{GRACE_MS}ms",
             "DUALCONN_LOG_FORMAT": "json",
             "DUALCONN_LOG": "info",
         }

@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 
 use super::AppState;
 use super::access::{Caller, Query, TokenPlaces, origin_allowed};
-use super::connect_hook::{Grant, Greeting};
+use super::connect_hook::Grant;
 use super::error::ApiError;
 use crate::delivery::Delivery;
+use crate::greeting::Greeting;
 use crate::hub::{ConnKind, Join, JoinError, PlayerId, RETRY_AFTER};
 
 /// Where the player of a stream is named.

@@ -15,14 +15,12 @@ use axum::http::StatusCode;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::admit::valid_session_id;
 use super::error::ApiError;
-use super::rest::valid_event_type;
 use crate::auth::{Principal, valid_player_id};
 use crate::commands::webhook::signed_post;
 use crate::config::WebhookConfig;
-use crate::hub::{Event, Hub, PlayerId};
-use crate::wire::local;
+use crate::greeting::{self, Greeting};
+use crate::hub::PlayerId;
 
 /// The largest answer read from the backend.
 const MAX_REPLY_BYTES: usize = 256 * 1024;
@@ -86,23 +84,6 @@ struct Reply {
 enum ExpiresAt {
     Unix(u64),
     Text(String),
-}
-
-/// An event the backend wants the player to get once connected, after `connected`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Greeting {
-    event_type: String,
-    /// Parsed rather than kept raw: re-serializing compacts it, so no newline from the
-    /// backend's answer can reach SSE framing.
-    #[serde(default = "empty_object")]
-    data: serde_json::Value,
-    #[serde(default)]
-    room_id: Option<String>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::json!({})
 }
 
 /// A player the backend vouched for, and what it wants them greeted with.
@@ -191,17 +172,15 @@ fn grant(reply: Reply, now: SystemTime) -> Result<Grant, ApiError> {
         tracing::warn!("connect webhook answered with an invalid player id");
         return Err(unavailable("the game backend named an invalid player id"));
     }
-    if reply.events.len() > MAX_EVENTS {
-        return Err(unavailable("the game backend asked for too many events"));
-    }
-    // The same rules as `POST /api/publish`: an answer cannot forge a connection-local event.
-    if reply.events.iter().any(|e| {
-        !valid_event_type(&e.event_type)
-            || local::ALL.contains(&e.event_type.as_str())
-            || e.room_id.as_deref().is_some_and(|r| !valid_session_id(r))
-    }) {
-        tracing::warn!("connect webhook asked for an event with an invalid type or room");
-        return Err(unavailable("the game backend asked for an invalid event"));
+    match greeting::check(&reply.events, MAX_EVENTS) {
+        Ok(()) => {}
+        Err(greeting::Refused::TooMany) => {
+            return Err(unavailable("the game backend asked for too many events"));
+        }
+        Err(greeting::Refused::Invalid) => {
+            tracing::warn!("connect webhook asked for an event with an invalid type or room");
+            return Err(unavailable("the game backend asked for an invalid event"));
+        }
     }
     let latest = now + LONGEST_GRANT;
     let expires_at = match reply.expires_at {
@@ -232,31 +211,6 @@ fn unavailable(message: &'static str) -> ApiError {
         .with_details(serde_json::json!({"retry_after_seconds": RETRY_AFTER_SECS}));
     e.retry_after = Some(RETRY_AFTER_SECS);
     e
-}
-
-/// Publishes the backend's greeting to a player who just joined: numbered, retained, and on
-/// every connection of the player, after the new one's `connected` (queued when it joined).
-/// In a cluster a greeting that Redis cannot take is dropped with a warning: the connection is
-/// already open, and the backend can publish again.
-pub async fn greet(hub: &Hub, player: &str, greeting: &[Greeting]) {
-    for g in greeting {
-        let Ok(data) = serde_json::value::to_raw_value(&g.data) else {
-            continue;
-        };
-        let published = hub
-            .publish(
-                player,
-                &Event {
-                    event_type: &g.event_type,
-                    room_id: g.room_id.as_deref(),
-                    data: &data,
-                },
-            )
-            .await;
-        if published.is_err() {
-            tracing::warn!(player = %player, "a connect greeting was not published: Redis is unreachable");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,10 @@ impl Metrics {
                 "dualconn_node_shed_connections_total",
                 "Connections closed to bring the queued bytes back under their bound",
             ),
+            d(
+                "dualconn_lifecycle_notices_total",
+                "Lifecycle webhook notices by outcome: delivered, failed (retries spent or refused), dropped (queue full)",
+            ),
         ] {
             r.describe_counter(name.into(), None, help.into());
         }
@@ -304,6 +308,17 @@ impl Metrics {
             ),
         ] {
             self.counter(name, labels).absolute(value);
+        }
+        if let Some(notices) = state.hub.lifecycle() {
+            let n = &notices.counters;
+            for (outcome, value) in [
+                ("delivered", &n.delivered),
+                ("failed", &n.failed),
+                ("dropped", &n.dropped),
+            ] {
+                self.counter("dualconn_lifecycle_notices_total", &[("outcome", outcome)])
+                    .absolute(load(value));
+            }
         }
         self.handle.render()
     }

@@ -15,6 +15,9 @@ mod rooms;
 pub mod sse;
 pub mod ws;
 
+pub(crate) use admit::valid_session_id;
+pub(crate) use rest::valid_event_type;
+
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};

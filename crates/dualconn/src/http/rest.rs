@@ -429,7 +429,7 @@ pub(super) fn published_entry(id: &str, p: crate::hub::Published) -> wire::Publi
     }
 }
 
-pub(super) fn valid_event_type(t: &str) -> bool {
+pub(crate) fn valid_event_type(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))

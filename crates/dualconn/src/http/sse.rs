@@ -19,7 +19,6 @@ use tokio::time::Instant;
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
-use super::connect_hook;
 use super::error::ApiError;
 use crate::delivery::{Delivery, Next};
 use crate::hub::{Conn, ConnKind, Frame};
@@ -80,7 +79,7 @@ async fn open(
     let query = Query::parse(uri.query());
     let admitted = admit(app, peer, headers, &query, path, ConnKind::Sse).await?;
     let delivery = join(app, &admitted, ConnKind::Sse).await?;
-    connect_hook::greet(&app.hub, &admitted.player, &admitted.greeting).await;
+    crate::greeting::greet(&app.hub, &admitted.player, &admitted.greeting).await;
     if let Some(Extension(watch)) = watch {
         watch.watch(delivery.conn().clone());
     }

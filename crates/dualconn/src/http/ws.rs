@@ -24,7 +24,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
-use super::connect_hook;
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
@@ -82,7 +81,7 @@ async fn open(
         ));
     }
     let delivery = join(app, &admitted, ConnKind::WebSocket).await?;
-    connect_hook::greet(&app.hub, &admitted.player, &admitted.greeting).await;
+    crate::greeting::greet(&app.hub, &admitted.player, &admitted.greeting).await;
     let options = Options {
         ping_interval: app.config.ping_interval,
         write_timeout: WRITE_TIMEOUT,

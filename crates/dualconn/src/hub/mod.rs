@@ -38,6 +38,7 @@ use player::Player;
 pub use player::recovered;
 
 use crate::backplane::{Backplane, Unavailable};
+use crate::lifecycle::{Kind as LifecycleKind, Notice, Notices};
 use crate::wire::{self, EventTemplate, local};
 
 pub type PlayerId = Arc<str>;
@@ -283,6 +284,17 @@ pub struct Hub {
     /// Room membership with the local backplane (Redis keeps it for a cluster). Locked after a
     /// player's shard, never before, so forgetting a player and joining it cannot interleave.
     rooms: Mutex<rooms::Rooms>,
+    /// Where lifecycle notices go when the lifecycle webhook is configured.
+    lifecycle: Option<Notices>,
+}
+
+/// What a join changed beyond adding a connection, for the lifecycle webhook.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Arrival {
+    /// The player had no connection anywhere (and was not within the grace after one).
+    pub came_online: bool,
+    /// The join started a session or took one over (SPEC §5).
+    pub session_started: bool,
 }
 
 impl Hub {
@@ -316,6 +328,24 @@ impl Hub {
             shutting_down: AtomicBool::new(false),
             backplane,
             rooms: Mutex::new(rooms::Rooms::default()),
+            lifecycle: None,
+        }
+    }
+
+    /// Reports players' lifecycle to `notices` from now on (the lifecycle webhook).
+    pub fn set_lifecycle(&mut self, notices: Notices) {
+        self.lifecycle = Some(notices);
+    }
+
+    /// Where lifecycle notices go; `None` when no lifecycle webhook is configured.
+    pub fn lifecycle(&self) -> Option<&Notices> {
+        self.lifecycle.as_ref()
+    }
+
+    /// Queues a lifecycle notice, built only when someone listens.
+    pub(crate) fn notify(&self, notice: impl FnOnce() -> Notice) {
+        if let Some(n) = &self.lifecycle {
+            n.send(notice());
         }
     }
 
@@ -344,10 +374,24 @@ impl Hub {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(JoinError::ShuttingDown);
         }
-        match &self.backplane {
-            Backplane::Local => self.connect_local(join),
-            Backplane::Redis(redis) => redis.connect(self, join).await,
+        let (conn, arrival) = match &self.backplane {
+            Backplane::Local => self.connect_local(join)?,
+            Backplane::Redis(redis) => redis.connect(self, join).await?,
+        };
+        if arrival.came_online {
+            self.notify(|| Notice::about(LifecycleKind::PlayerOnline, &conn, None));
         }
+        if arrival.session_started {
+            self.notify(|| {
+                Notice::session_started(
+                    conn.player.clone(),
+                    SessionId::from(conn.session()),
+                    "connect",
+                )
+            });
+        }
+        self.notify(|| Notice::about(LifecycleKind::ConnectionOpened, &conn, None));
+        Ok(conn)
     }
 
     /// Registers a connection and queues its opening events.
@@ -360,7 +404,7 @@ impl Hub {
     /// is in the replay if retained) or after it (it reaches the outbox after the replay).
     /// No event falls in between and none arrives twice, and per-connection order is
     /// `sequence_number` order because the outbox is FIFO.
-    fn connect_local(&self, join: Join<'_>) -> Result<Arc<Conn>, JoinError> {
+    fn connect_local(&self, join: Join<'_>) -> Result<(Arc<Conn>, Arrival), JoinError> {
         let now = Instant::now();
         let mut shard = self.shard(join.player).lock();
         let history_bytes = self.history_bytes();
@@ -371,6 +415,7 @@ impl Hub {
 
         // Session rules (SPEC §5), decided before anything changes: a join refused further down
         // must not have taken the session over.
+        let mut arrival = Arrival::default();
         let (session, take_over) = match (join.session_id, &player.session) {
             (Some(id), _) if player.was_replaced(id) => return Err(JoinError::StaleSession),
             (None, Some(current)) => (current.id.clone(), false),
@@ -390,6 +435,7 @@ impl Hub {
         self.budget.admit()?;
         if take_over {
             player.set_session(session.clone());
+            arrival.session_started = true;
         }
 
         if over_cap {
@@ -419,7 +465,11 @@ impl Hub {
         conn.outbox.push_unbounded(opening);
         player.conns.push(conn.clone());
         player.last_seen = Some(SystemTime::now());
-        Ok(conn)
+        let presence = &mut player.presence;
+        presence.open = presence.open.saturating_add(1);
+        presence.empty_since = None;
+        arrival.came_online = !std::mem::replace(&mut presence.online, true);
+        Ok((conn, arrival))
     }
 
     fn new_conn(&self, player: &PlayerId, kind: ConnKind) -> Arc<Conn> {
@@ -517,16 +567,59 @@ impl Hub {
             conn.outbox.queued_stream_frames(),
         );
         let now = Instant::now();
+        let mut emptied = false;
         let mut shard = self.shard(&conn.player).lock();
         if let Some(player) = shard.get_mut(&*conn.player) {
             player.conns.retain(|c| !std::ptr::eq(&**c, conn));
             player.last_active = now;
             player.last_seen = Some(SystemTime::now());
+            let presence = &mut player.presence;
+            if matches!(self.backplane, Backplane::Local) && presence.open > 0 {
+                presence.open -= 1;
+                if presence.open == 0 {
+                    presence.empty_since = Some(now);
+                    emptied = true;
+                }
+            }
         }
         drop(shard);
-        if let Backplane::Redis(redis) = &self.backplane {
-            redis.leave(conn);
+        self.notify(|| {
+            let reason = conn
+                .outbox
+                .closing()
+                .map_or("client_closed", CloseReason::as_str);
+            Notice::about(LifecycleKind::ConnectionClosed, conn, Some(reason))
+        });
+        match &self.backplane {
+            Backplane::Local => {
+                if emptied && let Some(n) = &self.lifecycle {
+                    n.check_offline_later(conn.player.clone());
+                }
+            }
+            // Redis decides whether this was the player's last connection anywhere.
+            Backplane::Redis(redis) => redis.leave(conn),
         }
+    }
+
+    /// Single process: whether a player whose last connection closed has stayed without one
+    /// for the whole grace; if so it is offline now, and this answers true once.
+    pub(crate) fn settle_offline(&self, player_id: &str) -> bool {
+        let Some(grace) = self.lifecycle.as_ref().map(|n| n.grace) else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut shard = self.shard(player_id).lock();
+        let Some(presence) = shard.get_mut(player_id).map(|p| &mut p.presence) else {
+            return false;
+        };
+        let gone_long_enough = presence
+            .empty_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= grace);
+        if presence.open == 0 && presence.online && gone_long_enough {
+            presence.online = false;
+            return true;
+        }
+        false
     }
 
     /// Numbers an event, retains it and queues it on every connection of the player, on every
@@ -849,10 +942,14 @@ impl Hub {
         player_id: &PlayerId,
         requested: Option<&str>,
     ) -> Result<NewSession, SessionError> {
-        match &self.backplane {
+        let made = match &self.backplane {
             Backplane::Local => self.new_session_local(player_id, requested),
             Backplane::Redis(redis) => redis.new_session(self, player_id, requested).await,
-        }
+        }?;
+        self.notify(|| {
+            Notice::session_started(player_id.clone(), made.session_id.clone(), "new_session")
+        });
+        Ok(made)
     }
 
     fn new_session_local(

@@ -47,6 +47,22 @@ pub struct Player {
     /// Cluster only: while history is being read to fill a gap, live events wait here so the
     /// connection still sees them in order.
     pub catching_up: Option<Vec<Frame>>,
+    /// Single process only: what the lifecycle webhook's online and offline decisions need.
+    pub presence: Presence,
+}
+
+/// Whether a player counts as online for the lifecycle webhook (single process; in a cluster
+/// Redis keeps the same state, see `backplane/redis/scripts.rs`).
+#[derive(Default)]
+pub struct Presence {
+    /// Connections joined and not yet ended. Unlike `conns`, a connection a new session or
+    /// the cap pushed out still counts until its transport has finished, so the count falls
+    /// to zero exactly once per departure.
+    pub open: usize,
+    /// `player_online` was announced and `player_offline` not yet.
+    pub online: bool,
+    /// When `open` last fell to zero; `player_offline` waits the grace from here.
+    pub empty_since: Option<Instant>,
 }
 
 impl Player {
@@ -62,6 +78,7 @@ impl Player {
             fence: 0,
             last_seq: 0,
             catching_up: None,
+            presence: Presence::default(),
         }
     }
 

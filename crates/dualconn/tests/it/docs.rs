@@ -28,6 +28,9 @@ fn documents_link_only_to_files_inside_the_repository() {
         "ARCHITECTURE.md",
         "BENCHMARKS.md",
         "docs/protocol.md",
+        "docs/migrating.md",
+        "examples/fastapi_game/README.md",
+        "sdk/python/README.md",
     ] {
         let path = root.join(doc);
         let text = read(&path);
@@ -85,10 +88,72 @@ fn cited_tests(text: &str) -> Vec<String> {
 #[test]
 fn every_test_the_protocol_reference_cites_exists() {
     let root = root();
-    let crate_dir = root.join("crates/dualconn");
     let cited = cited_tests(&read(&root.join("docs/protocol.md")));
     assert!(cited.len() > 50, "found only {} citations", cited.len());
-    for name in &cited {
+    check_cited(&root, "docs/protocol.md", &cited);
+    let cited = cited_tests(&read(&root.join("docs/migrating.md")));
+    assert!(cited.len() >= 2, "found only {} citations", cited.len());
+    check_cited(&root, "docs/migrating.md", &cited);
+}
+
+/// Files whose code a test runs: the example game and its end-to-end test, the SDK's tests, the
+/// TypeScript client (unit and integration tests), the demo page (browser tests).
+const TESTED_SOURCES: [&str; 6] = [
+    "examples/fastapi_game/",
+    "sdk/python/tests/",
+    "client/src/",
+    "client/test-integration/",
+    "web/public/static/demo.js",
+    "crates/dualconn/tests/",
+];
+
+/// The migration guide's code is never written for the guide alone: each block is preceded by
+/// `<!-- from PATH -->` and is, word for word, part of that file, which a test runs.
+#[test]
+fn every_snippet_in_the_migration_guide_is_in_a_file_a_test_runs() {
+    let root = root();
+    let text = read(&root.join("docs/migrating.md"));
+    let mut source: Option<String> = None;
+    let mut block: Option<Vec<&str>> = None;
+    let mut checked = 0;
+    for line in text.lines() {
+        if let Some(lines) = &mut block {
+            if line.trim_start().starts_with("```") {
+                let snippet = lines.join("\n");
+                let from = source.take().unwrap_or_else(|| {
+                    panic!("a code block with no <!-- from PATH -->:\n{snippet}")
+                });
+                assert!(
+                    TESTED_SOURCES.iter().any(|s| from.starts_with(s)),
+                    "{from} is not among the sources a test runs"
+                );
+                assert!(
+                    read(&root.join(&from)).contains(&snippet),
+                    "docs/migrating.md quotes {from}, which no longer holds:\n{snippet}"
+                );
+                checked += 1;
+                block = None;
+            } else {
+                lines.push(line);
+            }
+        } else if line.trim_start().starts_with("```") {
+            block = Some(Vec::new());
+        } else if let Some(path) = line
+            .trim()
+            .strip_prefix("<!-- from ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        {
+            source = Some(path.to_owned());
+        } else if !line.trim().is_empty() {
+            source = None;
+        }
+    }
+    assert!(checked >= 8, "only {checked} snippets found");
+}
+
+fn check_cited(root: &Path, doc: &str, cited: &[String]) {
+    let crate_dir = root.join("crates/dualconn");
+    for name in cited {
         let parts: Vec<&str> = name.split("::").collect();
         let (module, test) = (&parts[..parts.len() - 1], parts[parts.len() - 1]);
         // An integration test: `sessions::name` is module `sessions` of the one binary tests/it.
@@ -113,7 +178,7 @@ fn every_test_the_protocol_reference_cites_exists() {
             .any(|file| file.exists() && read(file).contains(&format!("fn {test}(")));
         assert!(
             found,
-            "docs/protocol.md cites `{name}`, which is not a test in {candidates:?}"
+            "{doc} cites `{name}`, which is not a test in {candidates:?}"
         );
     }
 }

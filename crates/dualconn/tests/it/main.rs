@@ -26,6 +26,7 @@ mod embedding;
 mod game_backends;
 mod health;
 mod http2;
+mod lifecycle;
 mod limits_and_lifecycle;
 mod monitoring;
 mod openapi;

@@ -12,6 +12,8 @@ from .webhooks import (
     ConnectRefused,
     ConnectRequest,
     GreetingEvent,
+    LifecycleEvent,
+    LifecycleReply,
     OutboundEvent,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "DualconnError",
     "GreetingEvent",
     "InvalidSignature",
+    "LifecycleEvent",
+    "LifecycleReply",
     "OutboundEvent",
     "SIGNATURE_HEADER",
     "WebhookVerifier",

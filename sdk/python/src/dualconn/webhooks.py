@@ -5,6 +5,10 @@
 - Connect webhook (``DUALCONN_CONNECT_WEBHOOK``): dualconn POSTs the credentials it could not
   verify itself as a :class:`ConnectRequest`; answer with a :class:`ConnectGrant`, or refuse
   with 401 or 403 (:class:`ConnectRefused` in the FastAPI helper).
+- Lifecycle webhook (``DUALCONN_LIFECYCLE_WEBHOOK``): dualconn POSTs a :class:`LifecycleEvent`
+  when a player comes online or goes offline, a session starts, or a connection opens or closes;
+  the answer to ``player_online`` and ``session_started`` may be a :class:`LifecycleReply` of
+  events for the player. Delivery is at least once: deduplicate on ``id``.
 
 Parse only bodies whose signature checked out (:mod:`dualconn.signatures`).
 """
@@ -16,6 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, Sequence, Union, cast
 
 Transport = Literal["websocket", "sse", "http"]
+LifecycleType = Literal[
+    "player_online", "player_offline", "session_started", "connection_opened", "connection_closed"
+]
+_LIFECYCLE_TYPES = (
+    "player_online",
+    "player_offline",
+    "session_started",
+    "connection_opened",
+    "connection_closed",
+)
 
 
 def _object(body: Union[bytes, str, Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -175,3 +189,59 @@ class ConnectRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """Something that happened to a player, as the lifecycle webhook tells it.
+
+    The same notice may arrive more than once (a retry after a slow answer), always with the
+    same ``id``: act on an ``id`` once.
+    """
+
+    #: Unique per notice, the same on every retry: the deduplication key.
+    id: str
+    type: LifecycleType
+    #: When it happened (RFC 3339, UTC), not when it was sent.
+    timestamp: str
+    player_id: str
+    session_id: Optional[str] = None
+    #: For connection notices, and the connection that brought the player online.
+    connection_id: Optional[str] = None
+    #: ``websocket`` or ``sse``, with ``connection_id``.
+    transport: Optional[Literal["websocket", "sse"]] = None
+    #: ``connection_closed``: why (``client_closed``, ``session_replaced``, ...);
+    #: ``session_started``: ``connect`` or ``new_session``.
+    reason: Optional[str] = None
+
+    @classmethod
+    def parse(cls, body: Union[bytes, str, Mapping[str, Any]]) -> "LifecycleEvent":
+        obj = _object(body)
+        kind = _str(obj, "type")
+        if kind not in _LIFECYCLE_TYPES:
+            raise ValueError(f"unknown lifecycle type {kind!r}")
+        transport = _optional_str(obj, "transport")
+        if transport not in (None, "websocket", "sse"):
+            raise ValueError("transport must be websocket or sse")
+        return cls(
+            id=_str(obj, "id"),
+            type=cast(LifecycleType, kind),
+            timestamp=_str(obj, "timestamp"),
+            player_id=_str(obj, "player_id"),
+            session_id=_optional_str(obj, "session_id"),
+            connection_id=_optional_str(obj, "connection_id"),
+            transport=cast(Optional[Literal["websocket", "sse"]], transport),
+            reason=_optional_str(obj, "reason"),
+        )
+
+
+@dataclass
+class LifecycleReply:
+    """The answer to a lifecycle notice. Only ``player_online`` and ``session_started`` may
+    carry events; they are published to the player after ``connected``, numbered and kept in
+    history. Other notices' answers are ignored."""
+
+    events: Sequence[GreetingEvent] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": [e.to_json() for e in self.events]}

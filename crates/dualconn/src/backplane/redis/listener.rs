@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::report::NodeReport;
 use super::{HEARTBEAT_EVERY, NODE_TTL, RESPONSE_TIMEOUT, RedisBackplane, parse_entries};
 use crate::hub::{Delivered, Frame, Hub, PlayerId};
+use crate::lifecycle::Notice;
 use crate::wire::EventTemplate;
 
 /// Wait between attempts to (re)open the subscription.
@@ -27,6 +28,8 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(250);
 const CATCH_UP_CONCURRENCY: usize = 32;
 /// Ended connections removed per script call.
 const LEAVES_PER_CALL: usize = 256;
+/// Players at most whose `player_offline` one heartbeat decides; the rest wait a beat.
+const OFFLINE_PER_BEAT: usize = 1000;
 
 /// Runs until `shutdown`, then takes the node out of the cluster.
 pub async fn run(backplane: Arc<RedisBackplane>, hub: Arc<Hub>, shutdown: CancellationToken) {
@@ -36,7 +39,7 @@ pub async fn run(backplane: Arc<RedisBackplane>, hub: Arc<Hub>, shutdown: Cancel
         subscriber(&backplane, &hub, &shutdown, gaps_tx.clone()),
         supervisor(&backplane, &hub, &shutdown, gaps_tx),
         catch_up(&backplane, &hub, &shutdown, gaps_rx),
-        leaver(&backplane, &shutdown, leaves),
+        leaver(&backplane, &hub, &shutdown, leaves),
     );
     let retired: Result<i64, _> = backplane
         .scripts
@@ -45,6 +48,7 @@ pub async fn run(backplane: Arc<RedisBackplane>, hub: Arc<Hub>, shutdown: Cancel
         .arg(backplane.prefix())
         .arg(backplane.node_id())
         .arg(RedisBackplane::ttl_ms(backplane.config.session_ttl))
+        .arg(RedisBackplane::grace_ms(&hub))
         .invoke_async(&mut backplane.redis.clone())
         .await;
     if retired.is_err() {
@@ -80,8 +84,10 @@ async fn subscriber(
                     },
                 }
             }
-            // Messages sent while nobody listened are lost: history fills them in later.
-            backplane.set_state(Some(false), None);
+            // Messages sent while nobody listened are lost: history fills them in later. Redis
+            // itself may have restarted, so the node is available again only after a heartbeat
+            // has gone through (and re-registered it), not as soon as it is subscribed again.
+            backplane.set_state(Some(false), Some(false));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -123,6 +129,7 @@ async fn supervisor(
             .arg(report)
             .arg(RedisBackplane::ttl_ms(NODE_TTL))
             .arg(RedisBackplane::ttl_ms(backplane.config.session_ttl))
+            .arg(RedisBackplane::grace_ms(hub))
             .invoke_async(&mut backplane.redis.clone())
             .await;
         let dead = match beat {
@@ -147,6 +154,9 @@ async fn supervisor(
         // reads, so the figures drop them too. A failure is retried at the next beat.
         if let Ok(next) = backplane.sweep_rooms(rooms_cursor).await {
             rooms_cursor = next;
+        }
+        if hub.lifecycle().is_some() {
+            offline_due(backplane, hub).await;
         }
         if !backplane.subscribed.load(Ordering::Acquire) {
             continue;
@@ -256,8 +266,34 @@ fn tokio_stream_from<T>(mut rx: mpsc::UnboundedReceiver<T>) -> impl futures_util
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Sends `player_offline` for the players whose grace ended with no connection anywhere; the
+/// script hands each one to exactly one node.
+async fn offline_due(backplane: &RedisBackplane, hub: &Hub) {
+    let due: Result<Vec<String>, _> = backplane
+        .scripts
+        .offline_due
+        .prepare_invoke()
+        .arg(backplane.prefix())
+        .arg(RedisBackplane::ttl_ms(NODE_TTL))
+        .arg(OFFLINE_PER_BEAT)
+        .invoke_async(&mut backplane.redis.clone())
+        .await;
+    match due {
+        Ok(players) => {
+            for player in players {
+                hub.notify(|| Notice::offline(PlayerId::from(player)));
+            }
+        }
+        // Nothing was taken off the list: the next beat tries again.
+        Err(e) => {
+            backplane.failed(&e);
+        }
+    }
+}
+
 async fn leaver(
     backplane: &RedisBackplane,
+    hub: &Hub,
     shutdown: &CancellationToken,
     rx: Option<mpsc::UnboundedReceiver<(PlayerId, String)>>,
 ) {
@@ -276,7 +312,8 @@ async fn leaver(
         invocation
             .arg(backplane.prefix())
             .arg(backplane.node_id())
-            .arg(RedisBackplane::ttl_ms(backplane.config.session_ttl));
+            .arg(RedisBackplane::ttl_ms(backplane.config.session_ttl))
+            .arg(RedisBackplane::grace_ms(hub));
         for (player, member) in &batch {
             invocation.arg(&**player).arg(member);
         }

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use super::Unavailable;
 use crate::auth::valid_player_id;
 use crate::hub::{
-    ConnKind, ConnListing, Frame, Hub, HubConfig, Join, JoinError, NewSession, PlayerId,
+    Arrival, ConnKind, ConnListing, Frame, Hub, HubConfig, Join, JoinError, NewSession, PlayerId,
     PlayerListing, PlayerSnapshot, Published, SessionError, SessionId, SessionSnapshot,
     StatsSnapshot, TransportSnapshot,
 };
@@ -99,6 +99,7 @@ struct Scripts {
     room_members: Script,
     room_publish: Script,
     room_sweep: Script,
+    offline_due: Script,
 }
 
 pub struct RedisBackplane {
@@ -134,6 +135,8 @@ enum Admitted {
         last_seq: u64,
         now_ms: u64,
         entries: Vec<(u64, u64, Vec<u8>)>,
+        /// Whether the player came online cluster-wide, or a session started, with this join.
+        arrival: Arrival,
     },
     Refused(JoinError),
     /// Every session rule and the cap let the connection in, but this node said it was full.
@@ -184,6 +187,7 @@ impl RedisBackplane {
                 room_members: Script::new(scripts::ROOM_MEMBERS),
                 room_publish: Script::new(scripts::ROOM_PUBLISH),
                 room_sweep: Script::new(scripts::ROOM_SWEEP),
+                offline_due: Script::new(scripts::OFFLINE_DUE),
             },
             config,
             subscribed: AtomicBool::new(false),
@@ -282,6 +286,14 @@ impl RedisBackplane {
         d.as_millis().max(1).to_string()
     }
 
+    /// The scripts' `grace_ms`: the lifecycle webhook's grace, or `''` when none listens (then
+    /// no script keeps offline state).
+    fn grace_ms(hub: &Hub) -> String {
+        hub.lifecycle()
+            .map(|n| n.grace.as_millis().to_string())
+            .unwrap_or_default()
+    }
+
     /// `node|conn_id|w` or `…|s`: a connection as Redis knows it.
     fn member(&self, conn_id: &str, kind: ConnKind) -> String {
         let k = match kind {
@@ -295,7 +307,7 @@ impl RedisBackplane {
         &self,
         hub: &Hub,
         join: Join<'_>,
-    ) -> Result<Arc<crate::hub::Conn>, JoinError> {
+    ) -> Result<(Arc<crate::hub::Conn>, Arrival), JoinError> {
         self.check()?;
         if !valid_player_id(join.player) {
             return Err(JoinError::Unavailable);
@@ -336,13 +348,14 @@ impl RedisBackplane {
             .arg(start.as_deref().unwrap_or(""))
             .arg(Self::ttl_ms(NODE_TTL))
             .arg(self.config.history_size.max(1))
-            .arg(if room.is_err() { "1" } else { "0" });
+            .arg(if room.is_err() { "1" } else { "0" })
+            .arg(if hub.lifecycle().is_some() { "1" } else { "0" });
         let reply: Value = invocation
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(|e| self.failed(&e))?;
         let admitted = parse_join(reply).ok_or(JoinError::Unavailable)?;
-        let (session, generation, last_seq, now_ms, entries) = match admitted {
+        let (session, generation, last_seq, now_ms, entries, arrival) = match admitted {
             Admitted::Refused(e) => return Err(e),
             Admitted::NodeFull => {
                 return Err(match room {
@@ -357,14 +370,15 @@ impl RedisBackplane {
                 last_seq,
                 now_ms,
                 entries,
-            } => (session, generation, last_seq, now_ms, entries),
+                arrival,
+            } => (session, generation, last_seq, now_ms, entries, arrival),
         };
         guard.armed = false;
         let replay = join
             .cursor
             .map(|cursor| (cursor, self.replay(cursor, last_seq, now_ms, entries)));
         hub.open_joined(&conn, session, generation, replay, last_seq);
-        Ok(conn)
+        Ok((conn, arrival))
     }
 
     /// History entries after the cursor, within the retention rules: younger than
@@ -518,6 +532,7 @@ impl RedisBackplane {
             .arg(crate::random::token())
             .arg(Self::ttl_ms(NODE_TTL))
             .arg(Self::ttl_ms(self.config.session_ttl))
+            .arg(Self::grace_ms(hub))
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(|e| self.failed(&e))?;
@@ -837,12 +852,17 @@ fn parse_join(reply: Value) -> Option<Admitted> {
         Some(v) => parse_entries(v)?,
         None => Vec::new(),
     };
+    let arrival = Arrival {
+        came_online: text(7).as_deref() == Some("1"),
+        session_started: text(8).as_deref() == Some("1"),
+    };
     Some(Admitted::Ok {
         session,
         generation,
         last_seq,
         now_ms,
         entries,
+        arrival,
     })
 }
 

@@ -15,6 +15,14 @@
 //! | `P:pr:{player}` | set | the player's rooms: the truth of membership; expires with the player's other keys |
 //! | `P:rooms` | set | rooms with members |
 //! | `P:memberships` | string | how many entries the `P:rm:*` sets hold |
+//! | `P:off` | sorted set | lifecycle webhook only: players whose last connection closed, scored by when the grace ends (ms, Redis clock) |
+//!
+//! With the lifecycle webhook, `P:p:{player}` also holds `ps` = `1` while the player counts as
+//! online: set by the join that found it unset (that join's node sends `player_online`), and
+//! cleared by `OFFLINE_DUE` once the player has had no connection on a live node for the whole
+//! grace (the node whose heartbeat ran it sends `player_offline`). Every script that can take a
+//! player's last connection away (a leave, a new session, a node forgotten) puts the player in
+//! `P:off`. Each decision is one script, so exactly one node sends each notice.
 //!
 //! Channel `P:ch:{node}` carries what a node must act on:
 //! - `E <head len> <tail len>\n<head><tail>\n<player> <seq>\n…`: events, one template for all
@@ -84,14 +92,24 @@ local function room_members(room)
   if #out == 0 then redis.call('SREM', P .. ':rooms', room) end
   return out
 end
-local function forget_node(gone, sttl)
+-- grace: ms as a string, or '' when no lifecycle webhook listens.
+local function offline_later(player, grace)
+  if grace ~= '' and redis.call('HGET', P .. ':p:' .. player, 'ps') == '1' then
+    redis.call('ZADD', P .. ':off', num(ms() + tonumber(grace)), player)
+  end
+end
+local function forget_node(gone, sttl, grace)
   local prefix = gone .. '|'
   for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. gone)) do
     local ck = P .. ':c:' .. player
+    local removed = 0
     for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
-      if string.sub(m, 1, #prefix) == prefix then redis.call('ZREM', ck, m) end
+      if string.sub(m, 1, #prefix) == prefix then removed = removed + redis.call('ZREM', ck, m) end
     end
-    if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+    if redis.call('ZCARD', ck) == 0 then
+      idle(player, sttl)
+      if removed > 0 then offline_later(player, grace) end
+    end
   end
   redis.call('DEL', P .. ':np:' .. gone, P .. ':s:' .. gone)
   redis.call('ZREM', P .. ':nodes', gone)
@@ -174,10 +192,12 @@ return out
 
 /// ARGV: P, player, requested session ('' for none), candidate session, node, member, cap,
 /// reject ('1' refuses past the cap, '0' evicts the oldest), replay start id ('' for none),
-/// node_ttl_ms, history_size, node full ('1' when the joining node has no room).
+/// node_ttl_ms, history_size, node full ('1' when the joining node has no room), lifecycle ('1'
+/// when the lifecycle webhook listens).
 /// Returns `{'STALE'}`, `{'CONFLICT'}`, `{'FULL'}`, `{'NODE_FULL'}`, or
-/// `{'OK', session, session_at_ms, generation, last_seq, now_ms, entries}`. Every refusal comes
-/// before the first write but `prune`'s, in SPEC §12.15's order (409s, then the full node).
+/// `{'OK', session, session_at_ms, generation, last_seq, now_ms, entries, came_online,
+/// session_started}` (the last two `'1'` or `'0'`). Every refusal comes before the first write
+/// but `prune`'s, in SPEC §12.15's order (409s, then the full node).
 pub const JOIN: &str = lua!(
     r#"
 local player, requested = ARGV[2], ARGV[3]
@@ -187,6 +207,7 @@ prune(ck, alive)
 if requested ~= '' and redis.call('LPOS', rk, requested) then return {'STALE'} end
 local t = ms()
 local cur = redis.call('HGET', pk, 'sid')
+local started = '0'
 local function set_session(id)
   if cur and cur ~= id then
     redis.call('LPUSH', rk, cur)
@@ -195,6 +216,7 @@ local function set_session(id)
   redis.call('HSET', pk, 'sid', id, 'sid_at', num(t))
   redis.call('HINCRBY', pk, 'gen', 1)
   cur = id
+  started = '1'
 end
 local live = redis.call('ZCARD', ck)
 local take
@@ -228,37 +250,49 @@ if redis.call('HEXISTS', pk, 'seq') == 0 then
   redis.call('HSET', pk, 'seq', seed, 'base', seed)
 end
 if not redis.call('HGET', pk, 'gen') then redis.call('HSET', pk, 'gen', '1') end
+local online = '0'
+if ARGV[13] == '1' then
+  redis.call('ZREM', P .. ':off', player)
+  if redis.call('HGET', pk, 'ps') ~= '1' then
+    redis.call('HSET', pk, 'ps', '1')
+    online = '1'
+  end
+end
 local entries = {}
 if ARGV[9] ~= '' then
   entries = redis.call('XRANGE', P .. ':h:' .. player, ARGV[9], '+', 'COUNT', ARGV[11])
 end
 return {'OK', cur, redis.call('HGET', pk, 'sid_at'), redis.call('HGET', pk, 'gen'),
-  redis.call('HGET', pk, 'seq'), num(t), entries}
+  redis.call('HGET', pk, 'seq'), num(t), entries, online, started}
 "#
 );
 
-/// ARGV: P, node, session_ttl_ms, then (player, member) pairs of connections that ended.
+/// ARGV: P, node, session_ttl_ms, grace_ms ('' without the lifecycle webhook), then
+/// (player, member) pairs of connections that ended.
 pub const LEAVE: &str = lua!(
     r#"
-local node, sttl = ARGV[2], ARGV[3]
+local node, sttl, grace = ARGV[2], ARGV[3], ARGV[4]
 local prefix = node .. '|'
-for i = 4, #ARGV - 1, 2 do
+for i = 5, #ARGV - 1, 2 do
   local player = ARGV[i]
   local ck = P .. ':c:' .. player
-  redis.call('ZREM', ck, ARGV[i + 1])
+  local removed = redis.call('ZREM', ck, ARGV[i + 1])
   local still = false
   for _, m in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
     if string.sub(m, 1, #prefix) == prefix then still = true; break end
   end
   if not still then redis.call('SREM', P .. ':np:' .. node, player) end
-  if redis.call('ZCARD', ck) == 0 then idle(player, sttl) end
+  if redis.call('ZCARD', ck) == 0 then
+    idle(player, sttl)
+    if removed == 1 then offline_later(player, grace) end
+  end
 end
 return 1
 "#
 );
 
 /// ARGV: P, player, requested session ('' for none), candidate session, node_ttl_ms,
-/// session_ttl_ms.
+/// session_ttl_ms, grace_ms ('' without the lifecycle webhook).
 /// Returns `{'REPLACED'}` or `{'OK', session, generation, connections_ended}`.
 pub const NEW_SESSION: &str = lua!(
     r#"
@@ -292,6 +326,7 @@ for _, m in ipairs(members) do
   end
 end
 idle(player, ARGV[6])
+if #members > 0 then offline_later(player, ARGV[7]) end
 return {'OK', id, num(gen), #members}
 "#
 );
@@ -388,7 +423,8 @@ return out
 "#
 );
 
-/// ARGV: P, node, report, node_ttl_ms, session_ttl_ms.
+/// ARGV: P, node, report, node_ttl_ms, session_ttl_ms, grace_ms ('' without the lifecycle
+/// webhook).
 /// Marks the node alive, stores its report, and clears out every node whose heartbeat is older
 /// than the ttl: its connections leave every player, so presence, the cap and figures forget
 /// it. Returns the ids of the nodes cleared.
@@ -399,7 +435,7 @@ local t = ms()
 redis.call('ZADD', P .. ':nodes', num(t), node)
 redis.call('SET', P .. ':s:' .. node, ARGV[3], 'PX', num(ttl))
 local dead = redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', '(' .. num(t - ttl))
-for _, gone in ipairs(dead) do forget_node(gone, sttl) end
+for _, gone in ipairs(dead) do forget_node(gone, sttl, ARGV[6]) end
 return dead
 "#
 );
@@ -458,12 +494,13 @@ return {base, redis.call('XRANGE', P .. ':h:' .. ARGV[2], ARGV[3], '+', 'COUNT',
 "#
 );
 
-/// ARGV: P, node, session_ttl_ms.
+/// ARGV: P, node, session_ttl_ms, grace_ms ('' without the lifecycle webhook).
 /// A node leaving on purpose (shutdown): its connections leave every player at once instead of
-/// waiting for the others to notice its silence.
+/// waiting for the others to notice its silence; a player left with none goes offline after the
+/// grace unless it reconnects elsewhere, decided by the nodes that remain.
 pub const RETIRE: &str = lua!(
     r#"
-forget_node(ARGV[2], ARGV[3])
+forget_node(ARGV[2], ARGV[3], ARGV[4])
 return 1
 "#
 );
@@ -521,6 +558,32 @@ for _, player in ipairs(room_members(ARGV[2])) do
   end
   table.insert(out, player)
   table.insert(out, online)
+end
+return out
+"#
+);
+
+/// ARGV: P, node_ttl_ms, limit.
+/// The lifecycle webhook's offline decision, for the whole cluster at once: every player whose
+/// grace has ended and who still has no connection on a live node stops counting as online.
+/// Returns those players; the node that ran it sends their `player_offline`. A player found
+/// connected again is only taken off the list: its next departure puts it back.
+pub const OFFLINE_DUE: &str = lua!(
+    r#"
+local off = P .. ':off'
+local alive = alive_nodes(tonumber(ARGV[2]))
+local out = {}
+for _, player in ipairs(redis.call('ZRANGEBYSCORE', off, '-inf', num(ms()), 'LIMIT', 0, tonumber(ARGV[3]))) do
+  redis.call('ZREM', off, player)
+  local connected = false
+  for _, m in ipairs(redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)) do
+    if alive[node_of(m)] then connected = true; break end
+  end
+  local pk = P .. ':p:' .. player
+  if not connected and redis.call('HGET', pk, 'ps') == '1' then
+    redis.call('HDEL', pk, 'ps')
+    table.insert(out, player)
+  end
 end
 return out
 "#
