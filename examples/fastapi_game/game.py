@@ -6,7 +6,7 @@
 - When a player comes online (the lifecycle webhook's ``player_online``, once however many
   transports) the answer greets them with ``game_state`` and ``room_update``.
 - Commands (``look``, ``say <text>``, ``go <exit>``) come through the command webhook. Room
-  chat is published with the SDK to the players in the room, an explicit list.
+  chat is published with the SDK to a dualconn room: a character's place is its membership.
 - When dualconn says the player went offline (``player_offline``, after its grace), the player
   is marked link-dead and the room is told.
 
@@ -72,7 +72,7 @@ class Game:
         return token
 
     def here(self, room: str, but: str = "") -> list[str]:
-        """Who is in the room and connected: the explicit list a room event goes to."""
+        """Who is in the room and connected, as the room's description shows them."""
         return [p.name for p in self.players.values()
                 if p.room == room and not p.link_dead and p.name != but]
 
@@ -82,9 +82,18 @@ class Game:
                 "exits": sorted(room["exits"]), "players": self.here(player.room)}
 
     async def tell_room(self, room: str, text: str, but: str = "") -> None:
-        listeners = self.here(room, but=but)
-        if listeners and self.dualconn is not None:
-            await self.dualconn.publish(listeners, "room_message", {"text": text}, room_id=room)
+        if self.dualconn is not None:
+            await self.dualconn.publish_to_room(
+                room, "room_message", {"text": text}, except_players=[but] if but else []
+            )
+
+    async def move(self, player: Player, to: str) -> None:
+        """Where a character stands is its room membership in dualconn, so a room event
+        reaches it (or waits in its history) without the game listing anyone."""
+        if self.dualconn is not None:
+            await self.dualconn.leave_room(player.room, player.name)
+            await self.dualconn.join_room(to, player.name)
+        player.room = to
 
     # -- the webhooks -------------------------------------------------------------------------
 
@@ -101,13 +110,15 @@ class Game:
             return None
         if event.type == "player_online":
             player.link_dead = False
+            if self.dualconn is not None:
+                await self.dualconn.join_room(player.room, player.name)
             return LifecycleReply(events=[
                 GreetingEvent("game_state", {"name": player.name, "hp": 10}),
                 GreetingEvent("room_update", self.room_update(player), room_id=player.room),
             ])
         if event.type == "player_offline":
             player.link_dead = True
-            await self.tell_room(player.room, f"{player.name} is link-dead.")
+            await self.tell_room(player.room, f"{player.name} is link-dead.", but=player.name)
         return None
 
     async def on_command(self, cmd: CommandRequest) -> list[OutboundEvent]:
@@ -118,7 +129,7 @@ class Game:
             return [OutboundEvent([player.name], "command_response", {"text": f"You say: {text}"})]
         if cmd.command == "go" and cmd.args and cmd.args[0] in ROOMS[player.room]["exits"]:
             await self.tell_room(player.room, f"{player.name} leaves.", but=player.name)
-            player.room = ROOMS[player.room]["exits"][cmd.args[0]]
+            await self.move(player, ROOMS[player.room]["exits"][cmd.args[0]])
             await self.tell_room(player.room, f"{player.name} arrives.", but=player.name)
         elif cmd.command not in ("look", "go"):
             return [OutboundEvent([player.name], "command_response",
