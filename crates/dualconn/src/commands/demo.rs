@@ -62,7 +62,7 @@ fn room(id: &str) -> Option<&'static Room> {
 
 /// The demo world. It keeps no state of its own: where a player stands is its membership of
 /// one of the world's rooms (the hub's rooms, so cluster-wide under Redis), and what is said
-/// in a room is a room publish. A player enters the hall with its first command.
+/// in a room is a room publish. A player enters the hall with its first command, whatever it is.
 #[derive(Default)]
 pub struct DemoWorld;
 
@@ -140,16 +140,14 @@ impl DemoWorld {
         let me = &cmd.player_id;
         let reply = |data: Value| Outbound::to(me.to_string(), "command_response", data);
         let text = clip(&cmd.args.join(" "));
+        // Any command enters the world: a player who only asked `who` is standing somewhere.
+        let here = Self::place(hub, me).await?;
         match cmd.command.as_str() {
-            "look" | "l" => {
-                let here = Self::place(hub, me).await?;
-                Ok(vec![reply(Self::look(hub, here).await?)])
-            }
+            "look" | "l" => Ok(vec![reply(Self::look(hub, here).await?)]),
             "say" | "emote" if text.is_empty() => Ok(vec![reply(
                 json!({"command": cmd.command, "ok": false, "error": "say what?"}),
             )]),
             "say" | "emote" => {
-                let here = Self::place(hub, me).await?;
                 let data = json!({"from": &**me, "text": text});
                 let heard_by = Self::tell_room(hub, here, &[], &cmd.command, data).await?;
                 Ok(vec![reply(
@@ -157,7 +155,6 @@ impl DemoWorld {
                 )])
             }
             "go" | "move" => {
-                let here = Self::place(hub, me).await?;
                 let dir = cmd.args.first().map(|d| d.to_ascii_lowercase());
                 let exit = here.exits.iter().find(|(d, _)| Some(*d) == dir.as_deref());
                 let Some(((dir, to), Some(to_room))) = exit.map(|e| (e, room(e.1))) else {
