@@ -18,7 +18,12 @@ RESULTS="$OUT/results.jsonl"
 
 cargo build --release --locked -q -p dualconn -p dualconn-bench
 BIN=${CARGO_TARGET_DIR:-target}/release
-(cd bench/baselines/node && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund --silent; })
+# Only rows that run the Node peer need its packages.
+case " $ROWS " in
+  *" hold "* | *" fanout "* | *" vsnode "* | *" targeted "* | *" spread "* | *" churn "*)
+    (cd bench/baselines/node && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund --silent; })
+    ;;
+esac
 
 export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
 export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
