@@ -5,7 +5,7 @@
 #
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
-#   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~3 min)
+#   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~4 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -121,13 +121,19 @@ for row in $ROWS; do
     rooms)
       # Room chat: 10k connections (5k players x both) in 100 rooms of 50, 2 publishes/s per
       # room = 200 publishes/s, 10k player-events/s, 20k deliveries/s; through the room route
-      # and as the same player lists through /api/publish. Interleaved, and the order flips
-      # every round, so drift on this shared machine falls on both targets alike.
+      # and as the same player lists through /api/publish. Then the same rooms with nobody
+      # connected at 20 publishes/s per room: the publish path alone, where the two differ,
+      # without the socket writes that are most of a delivery's cost. Interleaved, the order
+      # flipping every round, so drift on this shared machine falls on both targets alike.
       for round in $(seq "${ROOMS_ROUNDS:-5}"); do
         if [ $((round % 2)) -eq 1 ]; then order="room list"; else order="list room"; fi
         for target in $order; do
           bench "rooms-10k-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 2 \
             --target "$target" --transport both --publishers 4 --secs 8 --workers 2
+        done
+        for target in $order; do
+          bench "rooms-offline-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 20 \
+            --target "$target" --offline --publishers 4 --secs 8
         done
       done
       ;;

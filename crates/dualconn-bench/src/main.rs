@@ -168,17 +168,22 @@ struct RoomOpts {
     /// Publishes per room per second; all rooms together publish rooms × this.
     #[arg(long, default_value_t = 2.0)]
     room_rate: f64,
-    /// How a room's publish reaches the server.
+    /// How a room's publish reaches the server. Either way every membership is PUT once,
+    /// before anyone connects, so the server holds the same state.
     #[arg(long, value_enum, default_value_t = Target::Room)]
     target: Target,
+    /// Connect nobody: every member is offline, so each event is numbered and kept in history
+    /// but written to no socket. What is left is the publish path, where the targets differ,
+    /// without the writes that dominate a delivery.
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Target {
-    /// Memberships are PUT once before anyone connects; each publish is
-    /// `POST /api/rooms/{id}/publish`.
+    /// Each publish is `POST /api/rooms/{id}/publish`.
     Room,
-    /// No memberships; each publish names the room's players in `POST /api/publish`.
+    /// Each publish names the room's players in `POST /api/publish`, with `room_id`.
     List,
 }
 
@@ -197,6 +202,7 @@ struct RoomSpec {
     rooms: u32,
     size: u32,
     target: Target,
+    offline: bool,
 }
 
 impl RoomSpec {
@@ -236,6 +242,7 @@ impl RoomOpts {
             rooms: self.rooms,
             size: o.players / self.rooms,
             target: self.target,
+            offline: self.offline,
         });
         Ok(o)
     }
@@ -798,6 +805,9 @@ struct Published {
     /// lost (or foreign) would otherwise pass unseen, since the checks expect only what the
     /// answers name.
     short: u64,
+    /// From writing a publish to reading its whole answer, µs: the server's side of the
+    /// latency, apart from the spread to the receivers.
+    rtt: Histogram<u64>,
     first_error: Option<String>,
 }
 
@@ -815,7 +825,10 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         .unwrap_or("")
         .trim()
         .to_owned();
-    let transports = o.transport.transports();
+    let transports = match o.room {
+        Some(spec) if spec.offline => Vec::new(),
+        _ => o.transport.transports(),
+    };
     let per_player = transports.len();
     let total_conns = o.players as usize * per_player;
     let workers = if o.workers > 0 {
@@ -832,14 +845,16 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         _ => Job::Receive,
     };
 
-    // Before the first sample, so neither set-up nor delivery CPU is billed for the joins.
+    // Both targets join, so the server holds the same players and rooms and the runs differ
+    // only in the publish route. Before the first sample, so neither set-up nor delivery CPU
+    // is billed for the joins.
     let joined = match o.room {
-        Some(spec) if spec.target == Target::Room => {
+        Some(spec) => {
             let started = Instant::now();
             let n = join_rooms(&o, spec, &admin).await?;
             Some((n, started.elapsed().as_secs_f64()))
         }
-        _ => None,
+        None => None,
     };
     let s0 = sample(&o.server_pid);
     let me0 = proc_sample(std::process::id())?.cpu_us;
@@ -875,13 +890,19 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         };
     put(&mut out, "scenario", scenario.as_str().into());
     put(&mut out, "label", o.label.clone().into());
-    put(&mut out, "transport", o.transport.as_str().into());
+    let transport = if transports.is_empty() {
+        "none"
+    } else {
+        o.transport.as_str()
+    };
+    put(&mut out, "transport", transport.into());
     put(&mut out, "workers", workers.into());
     if let Some(spec) = o.room {
         put(&mut out, "target", spec.target.as_str().into());
         put(&mut out, "rooms", spec.rooms.into());
         put(&mut out, "room_size", spec.size.into());
         put(&mut out, "rate", o.rate().into());
+        put(&mut out, "offline", spec.offline.into());
     }
     if let Some((n, secs)) = joined {
         put(&mut out, "memberships", n.into());
@@ -1078,6 +1099,11 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             "deliveries_per_s",
             round1(received as f64 / span.max(1e-9)).into(),
         );
+        if !pb.rtt.is_empty() {
+            put(&mut out, "publish_rtt_p50_us", pct(&pb.rtt, 0.5).into());
+            put(&mut out, "publish_rtt_p99_us", pct(&pb.rtt, 0.99).into());
+            put(&mut out, "publish_rtt_max_us", pb.rtt.max().into());
+        }
         put(&mut out, "latency_p50_us", pct(&latency, 0.5).into());
         put(&mut out, "latency_p99_us", pct(&latency, 0.99).into());
         put(&mut out, "latency_max_us", latency.max().into());
@@ -1090,10 +1116,17 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             round1(client_cpu as f64 / 1e4 / span.max(publish_wall)).into(),
         );
         if let (Some(a), Some(b)) = (s1, s3) {
+            if received > 0 {
+                put(
+                    &mut out,
+                    "server_cpu_us_per_delivery",
+                    round2((b.cpu_us - a.cpu_us) as f64 / received as f64).into(),
+                );
+            }
             put(
                 &mut out,
-                "server_cpu_us_per_delivery",
-                round2((b.cpu_us - a.cpu_us) as f64 / received.max(1) as f64).into(),
+                "server_cpu_us_per_player_event",
+                round2((b.cpu_us - a.cpu_us) as f64 / pb.player_events.max(1) as f64).into(),
             );
             put(
                 &mut out,
@@ -1147,11 +1180,14 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     if let (Some(a), Some(b), Some(c)) = (s0, s1, s2) {
         put(&mut out, "server_rss_base_bytes", a.rss_bytes.into());
         put(&mut out, "server_rss_bytes", c.rss_bytes.into());
-        put(
-            &mut out,
-            "server_rss_per_conn_bytes",
-            ((c.rss_bytes.saturating_sub(a.rss_bytes)) / connected.max(1)).into(),
-        );
+        // No connections (rooms --offline): no per-connection figure.
+        if let Some(per_conn) = c
+            .rss_bytes
+            .saturating_sub(a.rss_bytes)
+            .checked_div(connected)
+        {
+            put(&mut out, "server_rss_per_conn_bytes", per_conn.into());
+        }
         if scenario == Scenario::Hold {
             put(
                 &mut out,
@@ -1239,6 +1275,7 @@ fn summary(v: &serde_json::Value) -> String {
     for (k, label) in [
         ("server_cpu_us_per_conn", "CPU-µs/conn"),
         ("server_cpu_us_per_delivery", "CPU-µs/delivery"),
+        ("server_cpu_us_per_player_event", "CPU-µs/player-event"),
         ("server_cpu_pct", "CPU %"),
         ("redis_cpu_us_per_player_event", "Redis CPU-µs/player-event"),
         ("redis_cpu_pct", "Redis CPU %"),
@@ -1317,6 +1354,7 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
         failed: 0,
         player_events: 0,
         short: 0,
+        rtt: check::histogram(),
         first_error: None,
     }));
     let next_player = Rc::new(Cell::new(0u32));
@@ -1410,14 +1448,15 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                         );
                     }
                     let client = clients[node].as_mut().context("client just opened")?;
+                    let asked = Instant::now();
                     let (status, answer) =
                         client.post(&path, &admin, body.as_bytes()).await?;
-                    anyhow::Ok((status, answer.to_vec()))
+                    anyhow::Ok((status, answer.to_vec(), asked.elapsed()))
                 })
                 .await
                 .context("no answer to a publish within 10 s")
                 .and_then(|r| r);
-                let (status, answer) = match sent {
+                let (status, answer, rtt) = match sent {
                     Ok(a) => a,
                     Err(e) if tolerate => {
                         clients[node] = None;
@@ -1432,6 +1471,8 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 let answer = answer.as_slice();
                 let mut pb = shared.borrow_mut();
                 pb.publishes += 1;
+                pb.rtt
+                    .saturating_record((rtt.as_micros() as u64).max(1));
                 if status != 200 {
                     pb.failed += 1;
                     if pb.first_error.is_none() {
@@ -1479,6 +1520,7 @@ async fn publish_floor(o: &Opts) -> Result<Published> {
         failed: 0,
         player_events: 0,
         short: 0,
+        rtt: check::histogram(),
         first_error: None,
     };
     let period = Duration::from_secs_f64(1.0 / o.rate().max(0.001));
