@@ -81,6 +81,9 @@ for target in room list; do
     publish_failed=0 publish_short=0 room_size=50
   grep -q '"deliveries":[1-9]' <<<"$out"
 done
+out=$(run rooms --players 200 --rooms 4 --room-rate 20 --offline --publishers 2 --secs 1 --prefix smoke-offline)
+check "rooms --offline" "$out" connections=0 publish_failed=0 publish_short=0
+grep -q '"server_cpu_us_per_player_event":' <<<"$out"
 
 # Cluster: three nodes on one Redis (own key prefix); connections spread over them, publishes
 # round-robin through them, then node 1 is killed and its clients resume on the others.
