@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces every row of BENCHMARKS.md: dualconn, the raw TCP floor and the Node.js peer in one
 # run, each server pinned to CPU 0 and the load generator to CPU 1. Prints the table and keeps
-# every JSON line in $OUT (default target/bench-run). Takes about 4 minutes on 2 cores.
+# every JSON line in $OUT (default target/bench-run). Takes about 8 minutes on 2 cores (4 of
+# them the rooms rounds).
 #
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
