@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Reproduces every row of BENCHMARKS.md: dualconn, the raw TCP floor and the Node.js peer in one
 # run, each server pinned to CPU 0 and the load generator to CPU 1. Prints the table and keeps
-# every JSON line in $OUT (default target/bench-run). Takes about 4 minutes on 2 cores.
+# every JSON line in $OUT (default target/bench-run). Takes about 8 minutes on 2 cores (4 of
+# them the rooms rounds).
 #
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
+#   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~4 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROWS=${ROWS:-"hold fanout vsnode targeted spread churn resume"}
+ROWS=${ROWS:-"hold fanout vsnode targeted spread churn resume rooms"}
 OUT=${OUT:-target/bench-run}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -16,7 +18,13 @@ RESULTS="$OUT/results.jsonl"
 : >"$OUT/commands.txt"
 
 cargo build --release --locked -q -p dualconn -p dualconn-bench
-(cd bench/baselines/node && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund --silent; })
+BIN=${CARGO_TARGET_DIR:-target}/release
+# Only rows that run the Node peer need its packages.
+case " $ROWS " in
+  *" hold "* | *" fanout "* | *" vsnode "* | *" targeted "* | *" spread "* | *" churn "*)
+    (cd bench/baselines/node && { [ -d node_modules/ws ] || npm ci --no-audit --no-fund --silent; })
+    ;;
+esac
 
 export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
 export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
@@ -40,9 +48,9 @@ start() {
   stop
   sleep 0.5
   case $1 in
-    dualconn) DUALCONN_BIND="0.0.0.0:$PORT" taskset -c 0 target/release/dualconn serve >"$OUT/server.log" 2>&1 & ;;
+    dualconn) DUALCONN_BIND="0.0.0.0:$PORT" taskset -c 0 "$BIN/dualconn" serve >"$OUT/server.log" 2>&1 & ;;
     node) PORT=$PORT taskset -c 0 node bench/baselines/node/server.mjs >"$OUT/server.log" 2>&1 & ;;
-    floor) taskset -c 0 target/release/tcp-floor --port "$PORT" >"$OUT/server.log" 2>&1 & ;;
+    floor) taskset -c 0 "$BIN/tcp-floor" --port "$PORT" >"$OUT/server.log" 2>&1 & ;;
   esac
   SERVER=$!
   for _ in $(seq 100); do
@@ -58,7 +66,7 @@ bench() {
   local row=$1 kind=$2
   shift 2
   start "$kind"
-  local cmd=(target/release/dualconn-bench "$@" --label "$kind" --port "$PORT" --cpu 1 --server-pid "$SERVER")
+  local cmd=("$BIN/dualconn-bench" "$@" --label "$kind" --port "$PORT" --cpu 1 --server-pid "$SERVER")
   echo "$row: taskset -c 1 ${cmd[*]}" >>"$OUT/commands.txt"
   local json
   json=$(taskset -c 1 "${cmd[@]}" 2>>"$OUT/summaries.txt")
@@ -111,6 +119,25 @@ for row in $ROWS; do
       # Forced drops under load; dualconn only (the Node peer keeps no history to resume from).
       bench resume-2k dualconn resume --players 1000 --transport both --rate 20 --secs 8 --drop-every-ms 1000
       ;;
+    rooms)
+      # Room chat: 10k connections (5k players x both) in 100 rooms of 50, 2 publishes/s per
+      # room = 200 publishes/s, 10k player-events/s, 20k deliveries/s; through the room route
+      # and as the same player lists through /api/publish. Then the same rooms with nobody
+      # connected at 20 publishes/s per room: the publish path alone, where the two differ,
+      # without the socket writes that are most of a delivery's cost. Interleaved, the order
+      # flipping every round, so drift on this shared machine falls on both targets alike.
+      for round in $(seq "${ROOMS_ROUNDS:-5}"); do
+        if [ $((round % 2)) -eq 1 ]; then order="room list"; else order="list room"; fi
+        for target in $order; do
+          bench "rooms-10k-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 2 \
+            --target "$target" --transport both --publishers 4 --secs 8 --workers 2
+        done
+        for target in $order; do
+          bench "rooms-offline-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 20 \
+            --target "$target" --offline --publishers 4 --secs 8
+        done
+      done
+      ;;
   esac
 done
 stop
@@ -118,3 +145,7 @@ stop
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
 node bench/table.mjs "$RESULTS"
+if grep -q '"scenario":"rooms"' "$RESULTS"; then
+  echo
+  node bench/rooms.mjs "$RESULTS"
+fi

@@ -73,6 +73,18 @@ out=$(run resume --players 100 --transport both --rate 20 --secs 3 --drop-every-
 check "resume ws+sse" "$out" connections=200 gaps=0 duplicates=0 unrecovered=0
 grep -q '"reconnects":[1-9]' <<<"$out"
 
+# Rooms: the same room load through the room route (memberships PUT first) and as player lists.
+for target in room list; do
+  out=$(run rooms --players 200 --rooms 4 --room-rate 10 --transport both --publishers 2 --secs 1.5 \
+    --target "$target" --prefix "smoke-$target")
+  check "rooms --target $target ws+sse" "$out" connections=400 connect_failed=0 gaps=0 duplicates=0 \
+    publish_failed=0 publish_short=0 room_size=50
+  grep -q '"deliveries":[1-9]' <<<"$out"
+done
+out=$(run rooms --players 200 --rooms 4 --room-rate 20 --offline --publishers 2 --secs 1 --prefix smoke-offline)
+check "rooms --offline" "$out" connections=0 publish_failed=0 publish_short=0
+grep -q '"server_cpu_us_per_player_event":' <<<"$out"
+
 # Cluster: three nodes on one Redis (own key prefix); connections spread over them, publishes
 # round-robin through them, then node 1 is killed and its clients resume on the others.
 bash scripts/redis-setup.sh >/dev/null

@@ -58,7 +58,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A keep-alive connection for `POST`s, as the publisher uses.
+/// A keep-alive connection for the admin calls the publishers make (`POST`, `PUT`).
 pub struct Client {
     stream: TcpStream,
     host: String,
@@ -82,13 +82,28 @@ impl Client {
         })
     }
 
-    /// Sends one request and returns the status and the whole body.
+    /// Sends one `POST` and returns the status and the whole body.
     pub async fn post(&mut self, path: &str, bearer: &str, body: &[u8]) -> Result<(u16, &[u8])> {
+        self.request("POST", path, bearer, body).await
+    }
+
+    /// Sends one `PUT` and returns the status and the whole body.
+    pub async fn put(&mut self, path: &str, bearer: &str, body: &[u8]) -> Result<(u16, &[u8])> {
+        self.request("PUT", path, bearer, body).await
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: &[u8],
+    ) -> Result<(u16, &[u8])> {
         self.req.clear();
         use std::io::Write;
         write!(
             self.req,
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.host,
             body.len()

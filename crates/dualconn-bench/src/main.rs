@@ -45,6 +45,10 @@ enum Cmd {
     Churn(Opts),
     /// Fan-out while connections are dropped at random and resume with `last_event_id`.
     Resume(Opts),
+    /// Room chat: players dealt over rooms, every room publishing `--room-rate` times a second,
+    /// either through the room route (`--target room`) or as the same player lists through
+    /// `/api/publish` (`--target list`), so the two can be compared under one load.
+    Rooms(RoomOpts),
     /// Slow readers (4008), session changes (4001), expiring tokens (1008) and garbage input
     /// in loops, counting anything unexpected: the soak's rough edges.
     Chaos(chaos::ChaosOpts),
@@ -100,9 +104,10 @@ struct Opts {
     /// Fan-out shape.
     #[arg(long, value_enum, default_value_t = Mode::Broadcast)]
     mode: Mode,
-    /// Publishes per second (all publishers together).
-    #[arg(long, default_value_t = 10.0)]
-    rate: f64,
+    /// Publishes per second, all publishers together [default: 10]. `rooms` takes
+    /// `--room-rate` instead.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Players named per targeted publish.
     #[arg(long, default_value_t = 1)]
     batch: u32,
@@ -141,6 +146,106 @@ struct Opts {
     /// Player ids are this prefix and a number, so runs against one server can keep apart.
     #[arg(long, default_value = "p")]
     prefix: String,
+    /// Set by `rooms` from its own flags.
+    #[arg(skip)]
+    room: Option<RoomSpec>,
+}
+
+impl Opts {
+    fn rate(&self) -> f64 {
+        self.rate.unwrap_or(10.0)
+    }
+}
+
+#[derive(Args, Clone)]
+struct RoomOpts {
+    #[command(flatten)]
+    base: Opts,
+    /// Rooms. Players are dealt over them in turn (player i is in room i mod rooms), so each
+    /// room's members are spread over the workers and hosts like everyone else.
+    #[arg(long, default_value_t = 100)]
+    rooms: u32,
+    /// Publishes per room per second; all rooms together publish rooms × this.
+    #[arg(long, default_value_t = 2.0)]
+    room_rate: f64,
+    /// How a room's publish reaches the server. Either way every membership is PUT once,
+    /// before anyone connects, so the server holds the same state.
+    #[arg(long, value_enum, default_value_t = Target::Room)]
+    target: Target,
+    /// Connect nobody: every member is offline, so each event is numbered and kept in history
+    /// but written to no socket. What is left is the publish path, where the targets differ,
+    /// without the writes that dominate a delivery.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Target {
+    /// Each publish is `POST /api/rooms/{id}/publish`.
+    Room,
+    /// Each publish names the room's players in `POST /api/publish`, with `room_id`.
+    List,
+}
+
+impl Target {
+    fn as_str(self) -> &'static str {
+        match self {
+            Target::Room => "room",
+            Target::List => "list",
+        }
+    }
+}
+
+/// The rooms of one `rooms` run: which players each holds and how it is published to.
+#[derive(Clone, Copy, Debug)]
+struct RoomSpec {
+    rooms: u32,
+    size: u32,
+    target: Target,
+    offline: bool,
+}
+
+impl RoomSpec {
+    fn id(&self, prefix: &str, room: u32) -> String {
+        format!("{prefix}-room{room}")
+    }
+
+    fn members(&self, room: u32) -> impl Iterator<Item = u32> + use<> {
+        let rooms = self.rooms;
+        (0..self.size).map(move |i| room + i * rooms)
+    }
+}
+
+impl RoomOpts {
+    /// The fan-out options this run amounts to, refusing a shape the checks could not follow.
+    fn into_opts(self) -> Result<Opts> {
+        let mut o = self.base;
+        if o.rate.is_some() {
+            bail!("rooms: give --room-rate (publishes per room per second), not --rate");
+        }
+        if o.transport == Mix::Floor {
+            bail!("rooms: the TCP floor has no rooms");
+        }
+        // Uneven rooms would make the two targets' loads differ from room to room.
+        if self.rooms == 0 || o.players < self.rooms || !o.players.is_multiple_of(self.rooms) {
+            bail!(
+                "rooms: --players ({}) must be a positive multiple of --rooms ({})",
+                o.players,
+                self.rooms
+            );
+        }
+        if !(self.room_rate > 0.0 && self.room_rate.is_finite()) {
+            bail!("rooms: --room-rate must be positive");
+        }
+        o.rate = Some(f64::from(self.rooms) * self.room_rate);
+        o.room = Some(RoomSpec {
+            rooms: self.rooms,
+            size: o.players / self.rooms,
+            target: self.target,
+            offline: self.offline,
+        });
+        Ok(o)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Debug)]
@@ -250,6 +355,7 @@ fn main() -> Result<()> {
         Cmd::Hold(o) => local.block_on(&rt, coordinate(Scenario::Hold, o)),
         Cmd::Churn(o) => local.block_on(&rt, coordinate(Scenario::Churn, o)),
         Cmd::Resume(o) => local.block_on(&rt, coordinate(Scenario::Resume, o)),
+        Cmd::Rooms(r) => local.block_on(&rt, coordinate(Scenario::Rooms, r.into_opts()?)),
         Cmd::Chaos(o) => local.block_on(&rt, chaos::run(o)),
     }
 }
@@ -617,6 +723,7 @@ enum Scenario {
     Hold,
     Churn,
     Resume,
+    Rooms,
 }
 
 impl Scenario {
@@ -626,6 +733,7 @@ impl Scenario {
             Scenario::Hold => "hold",
             Scenario::Churn => "churn",
             Scenario::Resume => "resume",
+            Scenario::Rooms => "rooms",
         }
     }
 }
@@ -693,6 +801,13 @@ struct Published {
     failed: u64,
     /// Events the server numbered (one per player named, or per player a broadcast reached).
     player_events: u64,
+    /// Room publishes answered for fewer or more players than the room holds: a membership
+    /// lost (or foreign) would otherwise pass unseen, since the checks expect only what the
+    /// answers name.
+    short: u64,
+    /// From writing a publish to reading its whole answer, µs: the server's side of the
+    /// latency, apart from the spread to the receivers.
+    rtt: Histogram<u64>,
     first_error: Option<String>,
 }
 
@@ -710,7 +825,10 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         .unwrap_or("")
         .trim()
         .to_owned();
-    let transports = o.transport.transports();
+    let transports = match o.room {
+        Some(spec) if spec.offline => Vec::new(),
+        _ => o.transport.transports(),
+    };
     let per_player = transports.len();
     let total_conns = o.players as usize * per_player;
     let workers = if o.workers > 0 {
@@ -727,6 +845,17 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         _ => Job::Receive,
     };
 
+    // Both targets join, so the server holds the same players and rooms and the runs differ
+    // only in the publish route. Before the first sample, so neither set-up nor delivery CPU
+    // is billed for the joins.
+    let joined = match o.room {
+        Some(spec) => {
+            let started = Instant::now();
+            let n = join_rooms(&o, spec, &admin).await?;
+            Some((n, started.elapsed().as_secs_f64()))
+        }
+        None => None,
+    };
     let s0 = sample(&o.server_pid);
     let me0 = proc_sample(std::process::id())?.cpu_us;
     let t0 = Instant::now();
@@ -761,8 +890,24 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
         };
     put(&mut out, "scenario", scenario.as_str().into());
     put(&mut out, "label", o.label.clone().into());
-    put(&mut out, "transport", o.transport.as_str().into());
+    let transport = if transports.is_empty() {
+        "none"
+    } else {
+        o.transport.as_str()
+    };
+    put(&mut out, "transport", transport.into());
     put(&mut out, "workers", workers.into());
+    if let Some(spec) = o.room {
+        put(&mut out, "target", spec.target.as_str().into());
+        put(&mut out, "rooms", spec.rooms.into());
+        put(&mut out, "room_size", spec.size.into());
+        put(&mut out, "rate", o.rate().into());
+        put(&mut out, "offline", spec.offline.into());
+    }
+    if let Some((n, secs)) = joined {
+        put(&mut out, "memberships", n.into());
+        put(&mut out, "membership_secs", round2(secs).into());
+    }
 
     if scenario == Scenario::Churn {
         let mut connect = check::histogram();
@@ -945,12 +1090,20 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             round1(pb.publishes as f64 / publish_wall).into(),
         );
         put(&mut out, "player_events", pb.player_events.into());
+        if o.room.is_some() {
+            put(&mut out, "publish_short", pb.short.into());
+        }
         put(&mut out, "deliveries", received.into());
         put(
             &mut out,
             "deliveries_per_s",
             round1(received as f64 / span.max(1e-9)).into(),
         );
+        if !pb.rtt.is_empty() {
+            put(&mut out, "publish_rtt_p50_us", pct(&pb.rtt, 0.5).into());
+            put(&mut out, "publish_rtt_p99_us", pct(&pb.rtt, 0.99).into());
+            put(&mut out, "publish_rtt_max_us", pb.rtt.max().into());
+        }
         put(&mut out, "latency_p50_us", pct(&latency, 0.5).into());
         put(&mut out, "latency_p99_us", pct(&latency, 0.99).into());
         put(&mut out, "latency_max_us", latency.max().into());
@@ -963,10 +1116,17 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             round1(client_cpu as f64 / 1e4 / span.max(publish_wall)).into(),
         );
         if let (Some(a), Some(b)) = (s1, s3) {
+            if received > 0 {
+                put(
+                    &mut out,
+                    "server_cpu_us_per_delivery",
+                    round2((b.cpu_us - a.cpu_us) as f64 / received as f64).into(),
+                );
+            }
             put(
                 &mut out,
-                "server_cpu_us_per_delivery",
-                round2((b.cpu_us - a.cpu_us) as f64 / received.max(1) as f64).into(),
+                "server_cpu_us_per_player_event",
+                round2((b.cpu_us - a.cpu_us) as f64 / pb.player_events.max(1) as f64).into(),
             );
             put(
                 &mut out,
@@ -1020,11 +1180,14 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     if let (Some(a), Some(b), Some(c)) = (s0, s1, s2) {
         put(&mut out, "server_rss_base_bytes", a.rss_bytes.into());
         put(&mut out, "server_rss_bytes", c.rss_bytes.into());
-        put(
-            &mut out,
-            "server_rss_per_conn_bytes",
-            ((c.rss_bytes.saturating_sub(a.rss_bytes)) / connected.max(1)).into(),
-        );
+        // No connections (rooms --offline): no per-connection figure.
+        if let Some(per_conn) = c
+            .rss_bytes
+            .saturating_sub(a.rss_bytes)
+            .checked_div(connected)
+        {
+            put(&mut out, "server_rss_per_conn_bytes", per_conn.into());
+        }
         if scenario == Scenario::Hold {
             put(
                 &mut out,
@@ -1062,6 +1225,9 @@ fn summary(v: &serde_json::Value) -> String {
         g("label").as_str().unwrap_or(""),
         g("transport").as_str().unwrap_or("")
     );
+    if let Some(t) = g("target").as_str() {
+        s.insert_str(s.len() - 1, &format!(" --target {t}"));
+    }
     if let Some(c) = g("connections").as_u64() {
         s += &format!(
             " {c} conns ({} failed), connect p50 {} p99 {}, {}/s;",
@@ -1109,6 +1275,7 @@ fn summary(v: &serde_json::Value) -> String {
     for (k, label) in [
         ("server_cpu_us_per_conn", "CPU-µs/conn"),
         ("server_cpu_us_per_delivery", "CPU-µs/delivery"),
+        ("server_cpu_us_per_player_event", "CPU-µs/player-event"),
         ("server_cpu_pct", "CPU %"),
         ("redis_cpu_us_per_player_event", "Redis CPU-µs/player-event"),
         ("redis_cpu_pct", "Redis CPU %"),
@@ -1143,6 +1310,42 @@ struct PublishedEvent {
     sequence_number: u64,
 }
 
+#[derive(Deserialize)]
+struct Membership {
+    member_count: usize,
+}
+
+/// Puts every player in its room, once, through the first node (under Redis membership is
+/// cluster-wide). Answers how many joins were made. Each room must end up holding exactly its
+/// players: a member left from another run would get events the checks do not expect.
+async fn join_rooms(o: &Opts, spec: RoomSpec, admin: &str) -> Result<u64> {
+    let mut client = dualconn_bench::http::Client::connect("127.0.0.1", o.port[0]).await?;
+    let mut joined = 0u64;
+    for r in 0..spec.rooms {
+        let room = spec.id(&o.prefix, r);
+        let mut count = 0;
+        for p in spec.members(r) {
+            let path = format!("/api/rooms/{room}/members/{}{p}", o.prefix);
+            let (status, body) = client.put(&path, admin, b"").await?;
+            if status != 200 {
+                bail!("PUT {path}: {status}: {}", String::from_utf8_lossy(body));
+            }
+            let m: Membership = serde_json::from_slice(body)
+                .with_context(|| format!("PUT {path}: {}", String::from_utf8_lossy(body)))?;
+            count = m.member_count;
+            joined += 1;
+        }
+        if count != spec.size as usize {
+            bail!(
+                "room {room} holds {count} members after the joins, not {}: use a fresh server \
+                 or another --prefix",
+                spec.size
+            );
+        }
+    }
+    Ok(joined)
+}
+
 async fn publish(o: &Opts, admin: &str) -> Result<Published> {
     let shared = Rc::new(RefCell::new(Published {
         per_player: vec![None; o.players as usize],
@@ -1150,12 +1353,14 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
         publishes: 0,
         failed: 0,
         player_events: 0,
+        short: 0,
+        rtt: check::histogram(),
         first_error: None,
     }));
     let next_player = Rc::new(Cell::new(0u32));
     let count = Rc::new(Cell::new(0u64));
     let k = o.publishers.max(1);
-    let period = Duration::from_secs_f64(k as f64 / o.rate.max(0.001));
+    let period = Duration::from_secs_f64(k as f64 / o.rate().max(0.001));
     let until = Instant::now() + Duration::from_secs_f64(o.secs);
     let mut tasks = Vec::new();
     for i in 0..k {
@@ -1183,11 +1388,38 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 let n = count.get();
                 count.set(n + 1);
                 let data = payload(&o, n);
-                let body = match o.mode {
-                    Mode::Broadcast => {
-                        format!(r#"{{"broadcast":true,"event_type":"bench","data":{data}}}"#)
+                let (path, body) = match (o.room, o.mode) {
+                    // Rooms are published in turn, by publish number, so each gets its share.
+                    (Some(spec), _) => {
+                        let r = (n % u64::from(spec.rooms)) as u32;
+                        let room = spec.id(&o.prefix, r);
+                        match spec.target {
+                            Target::Room => (
+                                format!("/api/rooms/{room}/publish"),
+                                format!(r#"{{"event_type":"bench","data":{data}}}"#),
+                            ),
+                            Target::List => {
+                                let ids: Vec<String> = spec
+                                    .members(r)
+                                    .map(|p| format!("\"{}{p}\"", o.prefix))
+                                    .collect();
+                                // `room_id` too, so both targets write the same envelope to
+                                // every connection and differ only in how members are found.
+                                (
+                                    "/api/publish".to_owned(),
+                                    format!(
+                                        r#"{{"player_ids":[{}],"room_id":"{room}","event_type":"bench","data":{data}}}"#,
+                                        ids.join(",")
+                                    ),
+                                )
+                            }
+                        }
                     }
-                    Mode::Targeted => {
+                    (None, Mode::Broadcast) => (
+                        "/api/publish".to_owned(),
+                        format!(r#"{{"broadcast":true,"event_type":"bench","data":{data}}}"#),
+                    ),
+                    (None, Mode::Targeted) => {
                         let mut ids = String::new();
                         for j in 0..o.batch.max(1) {
                             let p = next_player.get();
@@ -1197,7 +1429,12 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                             }
                             ids += &format!("\"{}{p}\"", o.prefix);
                         }
-                        format!(r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#)
+                        (
+                            "/api/publish".to_owned(),
+                            format!(
+                                r#"{{"player_ids":[{ids}],"event_type":"bench","data":{data}}}"#
+                            ),
+                        )
                     }
                 };
                 // Round-robin over the nodes, by publish number so it holds across publishers.
@@ -1211,14 +1448,15 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                         );
                     }
                     let client = clients[node].as_mut().context("client just opened")?;
+                    let asked = Instant::now();
                     let (status, answer) =
-                        client.post("/api/publish", &admin, body.as_bytes()).await?;
-                    anyhow::Ok((status, answer.to_vec()))
+                        client.post(&path, &admin, body.as_bytes()).await?;
+                    anyhow::Ok((status, answer.to_vec(), asked.elapsed()))
                 })
                 .await
                 .context("no answer to a publish within 10 s")
                 .and_then(|r| r);
-                let (status, answer) = match sent {
+                let (status, answer, rtt) = match sent {
                     Ok(a) => a,
                     Err(e) if tolerate => {
                         clients[node] = None;
@@ -1233,6 +1471,8 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 let answer = answer.as_slice();
                 let mut pb = shared.borrow_mut();
                 pb.publishes += 1;
+                pb.rtt
+                    .saturating_record((rtt.as_micros() as u64).max(1));
                 if status != 200 {
                     pb.failed += 1;
                     if pb.first_error.is_none() {
@@ -1243,6 +1483,9 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 }
                 let answer: PublishAnswer = serde_json::from_slice(answer)?;
                 pb.player_events += answer.events.len() as u64;
+                if o.room.is_some_and(|spec| answer.events.len() != spec.size as usize) {
+                    pb.short += 1;
+                }
                 for ev in answer.events {
                     if let Some(slot) = ev
                         .player_id
@@ -1276,9 +1519,11 @@ async fn publish_floor(o: &Opts) -> Result<Published> {
         publishes: 0,
         failed: 0,
         player_events: 0,
+        short: 0,
+        rtt: check::histogram(),
         first_error: None,
     };
-    let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
+    let period = Duration::from_secs_f64(1.0 / o.rate().max(0.001));
     let until = Instant::now() + Duration::from_secs_f64(o.secs);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
