@@ -109,15 +109,12 @@ impl Rooms {
         left
     }
 
-    /// The members, sorted.
+    /// The members, in no order: callers sort after letting go of the lock every room shares.
     pub fn members(&self, room: &str) -> Vec<PlayerId> {
-        let mut out: Vec<PlayerId> = self
-            .members
+        self.members
             .get(room)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        out.sort_unstable();
-        out
+            .unwrap_or_default()
     }
 
     /// The player's rooms, sorted.
@@ -205,7 +202,8 @@ impl Hub {
     pub async fn room_members(&self, room: &str) -> Result<Vec<RoomMember>, Unavailable> {
         match &self.backplane {
             Backplane::Local => {
-                let members = self.rooms.lock().members(room);
+                let mut members = self.rooms.lock().members(room);
+                members.sort_unstable();
                 Ok(members
                     .into_iter()
                     .map(|player_id| RoomMember {
@@ -314,7 +312,9 @@ mod tests {
             rooms.join("s", &p("a"), 2, 1),
             Err(RoomError::TooManyRooms(1))
         );
-        assert_eq!(rooms.members("r"), vec![p("a"), p("b")]);
+        let mut members = rooms.members("r");
+        members.sort_unstable();
+        assert_eq!(members, vec![p("a"), p("b")]);
         assert!(rooms.members("s").is_empty());
         assert_eq!(rooms.figures().memberships, 2);
     }
