@@ -3,7 +3,7 @@
 //! - the **supervisor** sends the heartbeat and report every second, clears dead nodes, and,
 //!   when Redis may have missed something, re-registers this node's connections and reads the
 //!   history its players may have missed before the node counts as available again; between
-//!   beats it clears forgotten players out of rooms, a batch at a time;
+//!   beats it clears forgotten players out of a sample of rooms;
 //! - the **catch-up** loop reads history for players whose live events skipped a number;
 //! - the **leaver** removes ended connections from Redis in batches.
 
@@ -106,7 +106,6 @@ async fn supervisor(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat: Option<tokio::time::Instant> = None;
     let mut missed_beats = 0u32;
-    let mut rooms_cursor = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -151,10 +150,8 @@ async fn supervisor(
             tracing::info!(node = %node, "cluster: a node stopped reporting; its connections were cleared");
         }
         // Forgotten players leave rooms lazily when a room is read; this catches rooms nobody
-        // reads, so the figures drop them too. A failure is retried at the next beat.
-        if let Ok(next) = backplane.sweep_rooms(rooms_cursor).await {
-            rooms_cursor = next;
-        }
+        // reads, so the figures drop them too. A failure is simply tried again next beat.
+        let _ = backplane.sweep_rooms().await;
         if hub.lifecycle().is_some() {
             offline_due(backplane, hub).await;
         }

@@ -7,6 +7,11 @@ use crate::backplane::Unavailable;
 use crate::hub::{PlayerId, Published, RoomError, RoomFigures, RoomId, RoomMember};
 use crate::wire::EventTemplate;
 
+/// Rooms sampled per sweep, and members checked in each: at most 1,000 checks per beat per
+/// node, however large rooms grow.
+const SWEEP_ROOMS: usize = 5;
+const SWEEP_MEMBERS: usize = 200;
+
 impl RedisBackplane {
     pub(crate) async fn join_room(&self, room: &str, player: &str) -> Result<usize, RoomError> {
         self.check()?;
@@ -137,19 +142,19 @@ impl RedisBackplane {
         })
     }
 
-    /// Clears forgotten players from the next batch of rooms; answers the cursor to go on from
-    /// (`0` once every room was seen).
-    pub(crate) async fn sweep_rooms(&self, cursor: u64) -> Result<u64, Unavailable> {
+    /// Clears forgotten players from a random sample of rooms (see `ROOM_SWEEP`).
+    pub(crate) async fn sweep_rooms(&self) -> Result<(), Unavailable> {
         self.check()?;
-        let (next, _, _): (u64, usize, i64) = self
+        let _: i64 = self
             .scripts
             .room_sweep
             .prepare_invoke()
             .arg(self.prefix())
-            .arg(cursor)
+            .arg(SWEEP_ROOMS)
+            .arg(SWEEP_MEMBERS)
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(next)
+        Ok(())
     }
 }

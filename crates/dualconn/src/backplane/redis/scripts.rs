@@ -611,12 +611,22 @@ return out
 "#
 );
 
-/// ARGV: P, cursor. Clears forgotten players from a batch of rooms, so the figures drop them
-/// even from rooms nobody reads. Returns `{next cursor, rooms, memberships}`.
+/// ARGV: P, rooms, members per room.
+/// Clears forgotten players from a random sample of rooms, so the figures drop them even from
+/// rooms nobody reads. The sample bounds the work of one call (at most rooms × members checks)
+/// however large the rooms are; repeated every beat, it reaches every room.
 pub const ROOM_SWEEP: &str = lua!(
     r#"
-local scan = redis.call('SSCAN', P .. ':rooms', ARGV[2], 'COUNT', 100)
-for _, room in ipairs(scan[2]) do room_members(room) end
-return {scan[1], redis.call('SCARD', P .. ':rooms'), tonumber(redis.call('GET', P .. ':memberships') or '0')}
+for _, room in ipairs(redis.call('SRANDMEMBER', P .. ':rooms', tonumber(ARGV[2]))) do
+  local rk = P .. ':rm:' .. room
+  for _, player in ipairs(redis.call('SRANDMEMBER', rk, tonumber(ARGV[3]))) do
+    if redis.call('SISMEMBER', P .. ':pr:' .. player, room) == 0 then
+      redis.call('SREM', rk, player)
+      redis.call('DECR', P .. ':memberships')
+    end
+  end
+  if redis.call('SCARD', rk) == 0 then redis.call('SREM', P .. ':rooms', room) end
+end
+return 1
 "#
 );
