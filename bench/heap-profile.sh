@@ -15,10 +15,9 @@ players=${2:-15000}
 command -v heaptrack >/dev/null || { echo "heap-profile: heaptrack is not installed" >&2; exit 1; }
 
 export CARGO_TARGET_DIR=${PROF_TARGET_DIR:-target/prof}
-# heaptrack sees the C allocator only, so this build leaves mimalloc out (the RSS it reports is
-# therefore glibc malloc's, not the shipped binary's).
+# The shipped binary uses the C allocator, which is what heaptrack sees.
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --locked -q -p dualconn \
-  -p dualconn-bench --features dualconn/system-alloc
+  -p dualconn-bench
 bin="$CARGO_TARGET_DIR/release"
 out="$CARGO_TARGET_DIR/heap-$transport"
 rm -rf "$out"

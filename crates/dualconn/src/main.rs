@@ -11,12 +11,6 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dualconn::config::{AllowedOrigins, ConfigError, LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, unless built with `--features system-alloc`: heap profilers (heaptrack) see only
-/// the C allocator, and comparing the two is how the choice is checked (BENCHMARKS.md).
-#[cfg(not(feature = "system-alloc"))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "dualconn",
