@@ -168,9 +168,9 @@ for row in $ROWS; do
             bench tls-fanout-10k-50k "$kind" fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
           done
         fi
-        # light: a load neither falls behind at (vsnode-2k-r10's). On a busy machine the 50k row
-        # backs up, its writes batch, and CPU per delivery drops with the backlog, whatever the
-        # transport.
+        # light: a lighter load (vsnode-2k-r10's), where plain and TLS deliver alike. On a busy
+        # machine the 50k row backs up, TLS further than plain; a backlog batches writes, and CPU
+        # per delivery then drops with the backlog, whatever the transport.
         if [[ $loads == *" light "* ]]; then
           for kind in $order; do
             bench tls-fanout-2k-20k "$kind" fanout --players 1000 --transport both --rate 10 --secs 4
