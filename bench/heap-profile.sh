@@ -4,6 +4,7 @@
 # breakdown in BENCHMARKS.md comes from this.
 #
 #   bash bench/heap-profile.sh ws|sse [players]      (default 15000; ~1 minute each)
+#   TLS=1 bash bench/heap-profile.sh ws|sse [players]   (the same over TLS: heap-<transport>-tls)
 #
 # The build goes to target/prof so it does not disturb target/release. Output: the heaptrack
 # file and a text report in target/prof/heap-<transport>/.
@@ -19,7 +20,7 @@ export CARGO_TARGET_DIR=${PROF_TARGET_DIR:-target/prof}
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --locked -q -p dualconn \
   -p dualconn-bench
 bin="$CARGO_TARGET_DIR/release"
-out="$CARGO_TARGET_DIR/heap-$transport"
+out="$CARGO_TARGET_DIR/heap-$transport${TLS:+-tls}"
 rm -rf "$out"
 mkdir -p "$out"
 
@@ -29,8 +30,15 @@ export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=100000
 export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
 export DUALCONN_LOG=warn
 port=${PORT:-18850}
+server_tls=()
+bench_tls=()
+if [ -n "${TLS:-}" ]; then
+  bash scripts/self-signed-cert.sh "$out/tls" >/dev/null
+  server_tls=(DUALCONN_TLS_CERT_FILE="$out/tls/cert.pem" DUALCONN_TLS_KEY_FILE="$out/tls/key.pem")
+  bench_tls=(--tls-ca "$out/tls/cert.pem")
+fi
 
-DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 heaptrack -o "$out/server" "$bin/dualconn" serve \
+env DUALCONN_BIND="0.0.0.0:$port" "${server_tls[@]}" taskset -c 0 heaptrack -o "$out/server" "$bin/dualconn" serve \
   >"$out/heaptrack.log" 2>&1 &
 tracer=$!
 for _ in $(seq 300); do
@@ -41,7 +49,7 @@ server=$(pgrep -f -n "$bin/dualconn serve")
 
 # Hold the connections for a few seconds (the peak), then let them go.
 taskset -c 1 "$bin/dualconn-bench" hold --players "$players" --transport "$transport" --secs 3 \
-  --workers 2 --port "$port" --cpu 1 --server-pid "$server" >"$out/bench.json" 2>"$out/bench.txt"
+  --workers 2 --port "$port" --cpu 1 --server-pid "$server" "${bench_tls[@]}" >"$out/bench.json" 2>"$out/bench.txt"
 kill -INT "$server"
 wait "$tracer" || true
 

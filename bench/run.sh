@@ -7,6 +7,8 @@
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
 #   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~4 min)
+#   ROWS=tls TLS_ROUNDS=3 bash bench/run.sh       # TLS beside plain, 3 rounds (~10 min)
+#   ROWS=tls TLS_LOADS=light bash bench/run.sh    # only the 2k-connection fan-out pairs (~2 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,10 @@ start() {
   sleep 0.5
   case $1 in
     dualconn) DUALCONN_BIND="0.0.0.0:$PORT" taskset -c 0 "$BIN/dualconn" serve >"$OUT/server.log" 2>&1 & ;;
+    dualconn-tls)
+      DUALCONN_BIND="0.0.0.0:$PORT" DUALCONN_TLS_CERT_FILE="$OUT/tls/cert.pem" DUALCONN_TLS_KEY_FILE="$OUT/tls/key.pem" \
+        taskset -c 0 "$BIN/dualconn" serve >"$OUT/server.log" 2>&1 &
+      ;;
     node) PORT=$PORT taskset -c 0 node bench/baselines/node/server.mjs >"$OUT/server.log" 2>&1 & ;;
     floor) taskset -c 0 "$BIN/tcp-floor" --port "$PORT" >"$OUT/server.log" 2>&1 & ;;
   esac
@@ -67,6 +73,8 @@ bench() {
   shift 2
   start "$kind"
   local cmd=("$BIN/dualconn-bench" "$@" --label "$kind" --port "$PORT" --cpu 1 --server-pid "$SERVER")
+  # Every connection and publish over TLS, trusting only the run's own certificate.
+  if [ "$kind" = dualconn-tls ]; then cmd+=(--tls-ca "$OUT/tls/cert.pem"); fi
   echo "$row: taskset -c 1 ${cmd[*]}" >>"$OUT/commands.txt"
   local json
   json=$(taskset -c 1 "${cmd[@]}" 2>>"$OUT/summaries.txt")
@@ -138,6 +146,38 @@ for row in $ROWS; do
         done
       done
       ;;
+    tls)
+      # The same dualconn binary with and without a certificate: set-up CPU (handshake
+      # included) and idle RSS per connection on the hold load, CPU per delivery on the fanout
+      # load, both as above. Plain and TLS back to back, the order flipping every round, so the
+      # machine's drift falls on both alike; bench/tls.mjs prints medians and TLS ÷ plain ratios.
+      # TLS_LOADS picks parts: hold, fanout (10k connections, 50k deliveries/s) and light.
+      [ -f "$OUT/tls/cert.pem" ] || bash scripts/self-signed-cert.sh "$OUT/tls" >/dev/null
+      loads=" ${TLS_LOADS:-hold fanout light} "
+      for round in $(seq "${TLS_ROUNDS:-3}"); do
+        if [ $((round % 2)) -eq 1 ]; then order="dualconn dualconn-tls"; else order="dualconn-tls dualconn"; fi
+        if [[ $loads == *" hold "* ]]; then
+          for t in ws sse; do
+            for kind in $order; do
+              bench "tls-hold-15k-$t" "$kind" hold --players 15000 --transport "$t" --secs 3 --workers 2
+            done
+          done
+        fi
+        if [[ $loads == *" fanout "* ]]; then
+          for kind in $order; do
+            bench tls-fanout-10k-50k "$kind" fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+          done
+        fi
+        # light: a lighter load (vsnode-2k-r10's), where plain and TLS deliver alike. On a busy
+        # machine the 50k row backs up, TLS further than plain; a backlog batches writes, and CPU
+        # per delivery then drops with the backlog, whatever the transport.
+        if [[ $loads == *" light "* ]]; then
+          for kind in $order; do
+            bench tls-fanout-2k-20k "$kind" fanout --players 1000 --transport both --rate 10 --secs 4
+          done
+        fi
+      done
+      ;;
   esac
 done
 stop
@@ -148,4 +188,8 @@ node bench/table.mjs "$RESULTS"
 if grep -q '"scenario":"rooms"' "$RESULTS"; then
   echo
   node bench/rooms.mjs "$RESULTS"
+fi
+if grep -q '"row":"tls-' "$RESULTS"; then
+  echo
+  node bench/tls.mjs "$RESULTS"
 fi

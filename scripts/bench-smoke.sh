@@ -19,9 +19,10 @@ LOG=$(mktemp)
 DUALCONN_BIND="0.0.0.0:$PORT" "$BIN/dualconn" serve >"$LOG" 2>&1 &
 SERVER=$!
 NODES=()
+TLS_SERVER=""
 cleanup() {
-  for p in "$SERVER" "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "$SERVER" "${NODES[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "$SERVER" $TLS_SERVER "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "$SERVER" $TLS_SERVER "${NODES[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -f "$LOG"
 }
 trap cleanup EXIT
@@ -84,6 +85,27 @@ done
 out=$(run rooms --players 200 --rooms 4 --room-rate 20 --offline --publishers 2 --secs 1 --prefix smoke-offline)
 check "rooms --offline" "$out" connections=0 publish_failed=0 publish_short=0
 grep -q '"server_cpu_us_per_player_event":' <<<"$out"
+
+# TLS: a second server with a fresh self-signed certificate; WebSocket (wss://), SSE and the
+# publishes all over TLS, trusting only that certificate.
+TLSDIR=$(mktemp -d)
+bash scripts/self-signed-cert.sh "$TLSDIR" >/dev/null
+TPORT=$((PORT + 10))
+DUALCONN_BIND="0.0.0.0:$TPORT" DUALCONN_TLS_CERT_FILE="$TLSDIR/cert.pem" DUALCONN_TLS_KEY_FILE="$TLSDIR/key.pem" \
+  "$BIN/dualconn" serve >>"$LOG" 2>&1 &
+TLS_SERVER=$!
+for _ in $(seq 100); do
+  if curl -sf --cacert "$TLSDIR/cert.pem" "https://localhost:$TPORT/health/live" >/dev/null; then break; fi
+  sleep 0.1
+done
+out=$(timeout 60 "$BENCH" fanout --players 50 --transport both --rate 10 --secs 1 --port "$TPORT" \
+  --server-pid "$TLS_SERVER" --tls-ca "$TLSDIR/cert.pem" --quiet-ms 300 2>/dev/null)
+rm -rf "$TLSDIR"
+check "fanout over TLS ws+sse" "$out" connections=100 connect_failed=0 gaps=0 duplicates=0 publish_failed=0 tls=true
+grep -q '"deliveries":[1-9]' <<<"$out"
+kill "$TLS_SERVER" 2>/dev/null || true
+wait "$TLS_SERVER" 2>/dev/null || true
+TLS_SERVER=""
 
 # Cluster: three nodes on one Redis (own key prefix); connections spread over them, publishes
 # round-robin through them, then node 1 is killed and its clients resume on the others.

@@ -7,7 +7,6 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -15,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use crate::check::{Msg, parse_envelope};
+use crate::tls::{Conn, Tls};
 
 /// The raw TCP floor's message: send time (Unix ns, LE), round (LE), filler. About the size of
 /// a small game event's JSON envelope.
@@ -40,9 +40,9 @@ impl Transport {
 }
 
 pub enum Link {
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Ws(Box<WebSocketStream<Conn>>),
     Sse {
-        stream: TcpStream,
+        stream: Conn,
         buf: BytesMut,
         dechunk: crate::http::Dechunk,
         parser: crate::http::SseParser,
@@ -51,7 +51,7 @@ pub enum Link {
         leftover: bool,
     },
     Floor {
-        stream: TcpStream,
+        stream: Conn,
         buf: BytesMut,
     },
 }
@@ -65,23 +65,28 @@ pub struct Dial<'a> {
     pub token: &'a str,
     pub last_event_id: Option<u64>,
     pub read_buf: usize,
+    /// Over TLS (`wss://`, HTTPS) when given; the floor is always plain.
+    pub tls: Option<&'a Tls>,
 }
 
 impl Link {
     /// Connects and completes the handshake; the caller then waits for `connected`.
     pub async fn open(d: &Dial<'_>) -> Result<Link> {
-        let stream = TcpStream::connect((d.host, d.port))
-            .await
-            .with_context(|| format!("connect {}:{}", d.host, d.port))?;
-        stream.set_nodelay(true)?;
+        let tls = if d.transport == Transport::Floor {
+            None
+        } else {
+            d.tls
+        };
+        let stream = Conn::connect(d.host, d.port, tls).await?;
         let query = match d.last_event_id {
             Some(id) => format!("?last_event_id={id}"),
             None => String::new(),
         };
         match d.transport {
             Transport::Ws => {
-                let mut req =
-                    format!("ws://{}:{}/api/ws{query}", d.host, d.port).into_client_request()?;
+                let scheme = if stream.is_tls() { "wss" } else { "ws" };
+                let mut req = format!("{scheme}://{}:{}/api/ws{query}", d.host, d.port)
+                    .into_client_request()?;
                 req.headers_mut().insert(
                     "sec-websocket-protocol",
                     HeaderValue::from_str(&format!("bearer, {}", d.token))?,
@@ -214,8 +219,8 @@ impl Link {
     /// was in flight.
     pub fn abort(self) {
         let stream = match &self {
-            Link::Ws(ws) => ws.get_ref(),
-            Link::Sse { stream, .. } | Link::Floor { stream, .. } => stream,
+            Link::Ws(ws) => ws.get_ref().tcp(),
+            Link::Sse { stream, .. } | Link::Floor { stream, .. } => stream.tcp(),
         };
         let _ = stream.set_zero_linger();
     }

@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::tls::{Conn, Tls};
 
 /// A response head: status and how its body is framed.
 pub struct Head {
@@ -14,7 +15,7 @@ pub struct Head {
 }
 
 /// Reads a response head from `stream` into `buf`, leaving any body bytes in `buf`.
-pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head> {
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<Head> {
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end]).context("response head is not UTF-8")?;
@@ -60,7 +61,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A keep-alive connection for the admin calls the publishers make (`POST`, `PUT`).
 pub struct Client {
-    stream: TcpStream,
+    stream: Conn,
     host: String,
     buf: BytesMut,
     req: Vec<u8>,
@@ -69,10 +70,14 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(host: &str, port: u16) -> Result<Client> {
-        let stream = TcpStream::connect((host, port))
+        Client::connect_with(host, port, None).await
+    }
+
+    /// As `connect`, over TLS when given.
+    pub async fn connect_with(host: &str, port: u16, tls: Option<&Tls>) -> Result<Client> {
+        let stream = Conn::connect(host, port, tls)
             .await
             .with_context(|| format!("cannot connect to {host}:{port}"))?;
-        stream.set_nodelay(true)?;
         Ok(Client {
             stream,
             host: format!("{host}:{port}"),

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod client;
 pub mod http;
+pub mod tls;
 
 use serde::Serialize;
 

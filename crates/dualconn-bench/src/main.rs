@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use dualconn_bench::check::{self, Expected, Msg, StreamCheck, add_pairs, now_ns, to_pairs};
 use dualconn_bench::client::{Dial, Link, Transport};
+use dualconn_bench::tls::Tls;
 use dualconn_bench::{ProcSample, mint, pin_to_cpu, proc_sample};
 
 #[derive(Parser)]
@@ -95,6 +96,14 @@ struct Opts {
     /// Pin this process and its workers to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Speak TLS (`wss://`, HTTPS) to the server, every connection and publish, trusting only
+    /// the CA certificate(s) in this PEM file. Not for the TCP floor.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name every server certificate is checked against under `--tls-ca` (connections go
+    /// to 127.0.0.1–127.0.0.N, which a test certificate does not all name).
+    #[arg(long, default_value = "localhost")]
+    tls_name: String,
     /// Players (each holds one connection per transport in the mix).
     #[arg(long, default_value_t = 100)]
     players: u32,
@@ -310,6 +319,8 @@ struct Plan {
     drop_every_ms: u64,
     seed: u64,
     prefix: String,
+    tls_ca: Option<std::path::PathBuf>,
+    tls_name: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -365,6 +376,7 @@ fn main() -> Result<()> {
 
 struct Ctx {
     plan: Plan,
+    tls: Option<Tls>,
     hist: RefCell<Histogram<u64>>,
     received: Cell<u64>,
     last_recv_ns: Cell<u64>,
@@ -423,6 +435,7 @@ impl Ctx {
             token: &token,
             last_event_id: last,
             read_buf: self.plan.read_buf,
+            tls: self.tls.as_ref(),
         })
         .await
     }
@@ -433,8 +446,13 @@ async fn worker() -> Result<()> {
     let line = stdin.next_line().await?.context("no plan")?;
     let plan: Plan = serde_json::from_str(&line)?;
     let cpu0 = proc_sample(std::process::id())?.cpu_us;
+    let tls = match &plan.tls_ca {
+        Some(ca) => Some(Tls::load(ca, &plan.tls_name)?),
+        None => None,
+    };
     let ctx = Rc::new(Ctx {
         plan,
+        tls,
         hist: RefCell::new(check::histogram()),
         received: Cell::new(0),
         last_recv_ns: Cell::new(0),
@@ -815,6 +833,14 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     if let Some(cpu) = o.cpu {
         pin_to_cpu(cpu)?;
     }
+    if o.transport == Mix::Floor && o.tls_ca.is_some() {
+        bail!("--tls-ca: the TCP floor is plain TCP only");
+    }
+    // Read here too, so a bad CA file fails the run before any worker starts.
+    let tls = match &o.tls_ca {
+        Some(ca) => Some(Tls::load(ca, &o.tls_name)?),
+        None => None,
+    };
     if o.transport != Mix::Floor && o.secret.len() < 32 {
         bail!("--secret (DUALCONN_JWT_SECRET) must be at least 32 bytes");
     }
@@ -851,7 +877,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     let joined = match o.room {
         Some(spec) => {
             let started = Instant::now();
-            let n = join_rooms(&o, spec, &admin).await?;
+            let n = join_rooms(&o, spec, &admin, tls.as_ref()).await?;
             Some((n, started.elapsed().as_secs_f64()))
         }
         None => None,
@@ -879,6 +905,8 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             drop_every_ms: o.drop_every_ms,
             seed: 0x5EED ^ u64::from(w),
             prefix: o.prefix.clone(),
+            tls_ca: o.tls_ca.clone(),
+            tls_name: o.tls_name.clone(),
         };
         ws.push(Worker::spawn(&plan).await?);
     }
@@ -897,6 +925,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
     };
     put(&mut out, "transport", transport.into());
     put(&mut out, "workers", workers.into());
+    put(&mut out, "tls", tls.is_some().into());
     if let Some(spec) = o.room {
         put(&mut out, "target", spec.target.as_str().into());
         put(&mut out, "rooms", spec.rooms.into());
@@ -1016,7 +1045,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             None
         }
         _ if o.transport == Mix::Floor => Some(publish_floor(&o).await?),
-        _ => Some(publish(&o, &admin).await?),
+        _ => Some(publish(&o, &admin, tls.as_ref()).await?),
     };
     let publish_wall = phase_start.elapsed().as_secs_f64();
     let s2 = sample(&o.server_pid);
@@ -1318,8 +1347,9 @@ struct Membership {
 /// Puts every player in its room, once, through the first node (under Redis membership is
 /// cluster-wide). Answers how many joins were made. Each room must end up holding exactly its
 /// players: a member left from another run would get events the checks do not expect.
-async fn join_rooms(o: &Opts, spec: RoomSpec, admin: &str) -> Result<u64> {
-    let mut client = dualconn_bench::http::Client::connect("127.0.0.1", o.port[0]).await?;
+async fn join_rooms(o: &Opts, spec: RoomSpec, admin: &str, tls: Option<&Tls>) -> Result<u64> {
+    let mut client =
+        dualconn_bench::http::Client::connect_with("127.0.0.1", o.port[0], tls).await?;
     let mut joined = 0u64;
     for r in 0..spec.rooms {
         let room = spec.id(&o.prefix, r);
@@ -1346,7 +1376,7 @@ async fn join_rooms(o: &Opts, spec: RoomSpec, admin: &str) -> Result<u64> {
     Ok(joined)
 }
 
-async fn publish(o: &Opts, admin: &str) -> Result<Published> {
+async fn publish(o: &Opts, admin: &str, tls: Option<&Tls>) -> Result<Published> {
     let shared = Rc::new(RefCell::new(Published {
         per_player: vec![None; o.players as usize],
         global: None,
@@ -1364,12 +1394,13 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
     let until = Instant::now() + Duration::from_secs_f64(o.secs);
     let mut tasks = Vec::new();
     for i in 0..k {
-        let (o, admin, shared, next_player, count) = (
+        let (o, admin, shared, next_player, count, tls) = (
             o.clone(),
             admin.to_owned(),
             shared.clone(),
             next_player.clone(),
             count.clone(),
+            tls.cloned(),
         );
         tasks.push(tokio::task::spawn_local(async move {
             // One keep-alive client per node, opened on first use and again after a failure.
@@ -1443,8 +1474,12 @@ async fn publish(o: &Opts, admin: &str) -> Result<Published> {
                 let sent = tokio::time::timeout(Duration::from_secs(10), async {
                     if clients[node].is_none() {
                         clients[node] = Some(
-                            dualconn_bench::http::Client::connect("127.0.0.1", o.port[node])
-                                .await?,
+                            dualconn_bench::http::Client::connect_with(
+                                "127.0.0.1",
+                                o.port[node],
+                                tls.as_ref(),
+                            )
+                            .await?,
                         );
                     }
                     let client = clients[node].as_mut().context("client just opened")?;
