@@ -14,7 +14,8 @@ export DUALCONN_ADMIN_KEYS="smoke-admin-$(date +%s%N)"
 export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
 export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
 export DUALCONN_LOG=warn
-PORT=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds the port.
+PORT=$((20000 + RANDOM % 12000))
 LOG=$(mktemp)
 DUALCONN_BIND="0.0.0.0:$PORT" "$BIN/dualconn" serve >"$LOG" 2>&1 &
 SERVER=$!

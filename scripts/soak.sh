@@ -42,7 +42,8 @@ export DUALCONN_JWT_LEEWAY_SECS=0
 # Players and their history are forgotten seconds after the load, so memory must come back.
 export DUALCONN_HISTORY_TTL_SECS=5 DUALCONN_SESSION_TTL_SECS=5
 export DUALCONN_LOG=warn
-PORT=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds the port.
+PORT=$((20000 + RANDOM % 12000))
 LOG=$(mktemp)
 WORK=$(mktemp -d)
 DUALCONN_BIND="0.0.0.0:$PORT" "$SERVER_BIN" serve >"$LOG" 2>&1 &
