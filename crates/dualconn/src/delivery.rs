@@ -130,3 +130,114 @@ impl Drop for Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{ConnKind, Event, HubConfig, Join, PlayerId};
+    use serde_json::value::RawValue;
+
+    /// A hub whose heartbeat never comes within a test, so only the token's expiry and the
+    /// outbox can wake a delivery.
+    async fn delivery(player: &PlayerId, token_expires: SystemTime) -> Delivery {
+        let hub = Arc::new(Hub::new(HubConfig {
+            heartbeat_interval: Duration::from_secs(100 * 365 * 86_400),
+            ..HubConfig::default()
+        }));
+        let conn = hub
+            .connect(Join {
+                player,
+                kind: ConnKind::WebSocket,
+                session_id: None,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        let mut delivery = Delivery::new(hub, conn, token_expires);
+        // The `connected` event.
+        let Next::Frames(frames) = delivery.next().await else {
+            panic!("connected first");
+        };
+        delivery.finished(frames, true);
+        delivery
+    }
+
+    fn event_type(frame: &Frame) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&frame.json).unwrap();
+        v["event_type"].as_str().unwrap().to_owned()
+    }
+
+    // Paused time moves tokio's clock, not SystemTime: the token's expiry stays as far off as it
+    // was, so each test says what happens when that much time has passed on the timer alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_token_ends_the_connection_when_it_expires_and_not_before() {
+        let p: PlayerId = "ann".into();
+        let hour = Duration::from_secs(3600);
+        let mut d = delivery(&p, SystemTime::now() + hour).await;
+        let early = tokio::time::timeout(hour - Duration::from_secs(60), d.next()).await;
+        assert!(early.is_err(), "nothing before the token expires");
+        let Next::Frames(frames) = tokio::time::timeout(hour, d.next())
+            .await
+            .expect("token_expired within the hour")
+        else {
+            panic!("token_expired goes out before the close");
+        };
+        assert_eq!(frames.len(), 1);
+        assert_eq!(event_type(&frames[0]), "token_expired");
+        d.finished(frames, true);
+        assert!(matches!(
+            d.next().await,
+            Next::Close(CloseReason::TokenExpired)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_years_ahead_is_not_taken_as_expired_when_the_timer_cap_passes() {
+        let p: PlayerId = "ben".into();
+        let mut d = delivery(&p, SystemTime::now() + 2 * MAX_TIMER).await;
+        let after_the_cap = tokio::time::timeout(MAX_TIMER + MAX_TIMER / 10, d.next()).await;
+        assert!(after_the_cap.is_err(), "the timer re-armed instead");
+        assert_eq!(d.conn().outbox.closing(), None);
+    }
+
+    #[tokio::test]
+    async fn written_stream_frames_count_as_delivered_and_unwritten_ones_as_failed() {
+        let p: PlayerId = "cat".into();
+        let mut d = delivery(&p, SystemTime::now() + Duration::from_secs(3600)).await;
+        let counters = |d: &Delivery| {
+            let c = &d.hub().counters;
+            (
+                c.deliveries_ok.load(std::sync::atomic::Ordering::Relaxed),
+                c.deliveries_failed
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        assert_eq!(counters(&d), (0, 0), "`connected` is no delivery");
+        let data = RawValue::from_string("1".into()).unwrap();
+        let event = Event {
+            event_type: "chat",
+            room_id: None,
+            data: &data,
+        };
+        for written in [true, false] {
+            d.hub().publish(&p, &event).await.unwrap();
+            d.hub().publish(&p, &event).await.unwrap();
+            let Next::Frames(frames) = d.next().await else {
+                panic!("two events");
+            };
+            assert_eq!(frames.len(), 2);
+            d.finished(frames, written);
+        }
+        assert_eq!(counters(&d), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_delivery_leaves_the_hub() {
+        let p: PlayerId = "dan".into();
+        let d = delivery(&p, SystemTime::now() + Duration::from_secs(3600)).await;
+        let hub = Arc::clone(d.hub());
+        assert_eq!(hub.stats().connections(), 1);
+        drop(d);
+        assert_eq!(hub.stats().connections(), 0);
+    }
+}

@@ -160,3 +160,18 @@ pub fn valid_session_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_session_id;
+
+    #[test]
+    fn session_ids_are_1_to_128_of_letters_digits_and_four_marks() {
+        for ok in ["a", "Z9", "game-1:room_2.x", &"a".repeat(128)] {
+            assert!(valid_session_id(ok), "{ok}");
+        }
+        for bad in ["", &"a".repeat(129), "a b", "a/b", "é", "a\n"] {
+            assert!(!valid_session_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -332,6 +332,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_live_event_the_replay_ends_on_is_not_sent_twice_and_the_opening_is_counted() {
+        let outbox = Outbox::new(1000);
+        // Live 6 arrived while joining, and the replay read from history ends on 6 too.
+        outbox.push(frame(6, 100));
+        outbox.push(frame(7, 1));
+        outbox.open(vec![frame(5, 10), frame(6, 20)], 6);
+        assert_eq!(
+            outbox.queued_bytes(),
+            31,
+            "the opening's 30 bytes and live 7's 1; the live 6 is gone"
+        );
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        assert_eq!(
+            out.iter()
+                .map(|f| (f.seq, f.json.len()))
+                .collect::<Vec<_>>(),
+            [(Some(5), 10), (Some(6), 20), (Some(7), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_overflow_watch_wakes_on_overflow_only() {
+        use futures_util::FutureExt;
+        let outbox = Outbox::new(10);
+        assert!(outbox.overflowed().now_or_never().is_none(), "nothing yet");
+        outbox.push(frame(1, 10));
+        assert!(outbox.overflowed().now_or_never().is_none(), "full is fine");
+        assert_eq!(outbox.push(frame(2, 1)).0, Pushed::Overflowed);
+        assert!(outbox.overflowed().now_or_never().is_some());
+        // Closing for any other reason leaves a writer to finish what is queued.
+        let replaced = Outbox::new(10);
+        replaced.close(None, CloseReason::SessionReplaced);
+        assert!(replaced.overflowed().now_or_never().is_none());
+    }
+
+    #[tokio::test]
+    async fn shedding_drops_the_queue_and_counts_its_stream_frames() {
+        let outbox = Outbox::new(100);
+        outbox.push_unbounded([Frame {
+            seq: None,
+            json: Bytes::from_static(b"connected"),
+        }]);
+        outbox.push(frame(1, 10));
+        outbox.push(frame(2, 10));
+        assert_eq!(
+            outbox.queued_stream_frames(),
+            2,
+            "the connection-local frame is no delivery"
+        );
+        assert_eq!(outbox.shed(CloseReason::SlowConsumer), Some(2));
+        assert_eq!(outbox.queued_stream_frames(), 0);
+        assert_eq!(outbox.queued_bytes(), 0);
+        let mut out = Vec::new();
+        assert_eq!(outbox.next(&mut out).await, Some(CloseReason::SlowConsumer));
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
     async fn the_last_frame_goes_out_before_the_close_and_nothing_after() {
         let outbox = Outbox::new(100);
         outbox.push(frame(1, 1));

@@ -242,6 +242,11 @@ impl History {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +321,73 @@ mod tests {
             r.recovered,
             "the last event given, at the top of the safe range"
         );
+    }
+
+    #[test]
+    fn a_frame_that_exactly_fills_the_bound_is_kept_and_a_bigger_one_is_not() {
+        let now = Instant::now();
+        let mut h = History::new(30);
+        for seq in 1..=3 {
+            h.push(now, frame(seq), 10);
+        }
+        assert_eq!(h.len(), 3, "30 bytes hold three 10-byte frames exactly");
+        assert_eq!(h.bytes(), 30);
+        let mut h = History::new(10);
+        h.push(now, frame(1), 10);
+        assert_eq!(h.len(), 1, "a frame as big as the bound is retained");
+        let big = Frame {
+            seq: Some(2),
+            json: Bytes::from_static(b"0123456789A"),
+        };
+        h.push(now, big, 10);
+        assert_eq!(h.len(), 1, "a frame bigger than the bound is not retained");
+        assert_eq!(
+            h.after(0, 3).frames.first().and_then(|f| f.seq),
+            Some(1),
+            "and does not push out what is there"
+        );
+    }
+
+    #[test]
+    fn a_new_player_numbers_events_above_the_clock_in_microseconds() {
+        // SPEC §3: a node restarted without state continues above every number it gave.
+        let before = u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+        )
+        .unwrap();
+        let mut player = Player::new(Instant::now(), 1000);
+        let first = player.take_seq();
+        assert!(first >= before, "{first} < {before}");
+        assert_eq!(player.take_seq(), first.checked_add(1).unwrap());
+    }
+
+    #[test]
+    fn a_cluster_replay_is_complete_only_when_it_starts_right_after_the_cursor() {
+        // Retained 12..=14, next 15: the cursor's successor is there, or is the next event.
+        assert!(recovered(11, Some(12), 15));
+        assert!(!recovered(10, Some(12), 15), "11 is gone");
+        assert!(
+            recovered(14, None, 15),
+            "the cursor is the last event given"
+        );
+        assert!(!recovered(13, None, 15), "14 is gone");
+        assert!(!recovered(u64::MAX, None, 0), "no successor to u64::MAX");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_history_that_expired_entirely_gives_its_memory_back() {
+        let mut h = History::new(1000);
+        for seq in 1..=20 {
+            h.push(Instant::now(), frame(seq), 100);
+        }
+        assert!(h.capacity() >= 20);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        h.expire(Instant::now(), Duration::from_secs(300));
+        assert_eq!(h.len(), 0);
+        assert_eq!(h.capacity(), 0, "an idle player keeps no history buffer");
     }
 
     #[tokio::test(start_paused = true)]

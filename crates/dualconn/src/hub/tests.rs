@@ -287,3 +287,27 @@ async fn memberships_are_forgotten_with_the_player_and_kept_while_it_connects_or
     hub.sweep();
     assert_eq!(hub.room_figures().await.unwrap(), RoomFigures::default());
 }
+
+#[tokio::test]
+async fn an_sse_stream_is_unhealthy_once_its_queue_reaches_half_the_bound() {
+    let mut cfg = config();
+    cfg.outbox_bytes = 100;
+    let hub = Hub::new(cfg);
+    let p: PlayerId = "frank".into();
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    drain(&sse).await;
+    let local = |len: usize| Frame {
+        seq: None,
+        json: bytes::Bytes::from(vec![b'x'; len]),
+    };
+    assert_eq!(sse.outbox.push(local(49)).0, Pushed::Queued);
+    assert!(
+        hub.is_healthy(&sse, Instant::now()),
+        "49 of 100 bytes queued"
+    );
+    assert_eq!(sse.outbox.push(local(1)).0, Pushed::Queued);
+    assert!(
+        !hub.is_healthy(&sse, Instant::now()),
+        "half the bound queued (SPEC §9)"
+    );
+}
