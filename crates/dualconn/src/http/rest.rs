@@ -350,19 +350,7 @@ pub async fn publish(
                     "player_ids must name 1 to {MAX_PUBLISH_TARGETS} players"
                 )));
             }
-            if let Some(bad) = ids.iter().find(|id| !valid_player_id(id)) {
-                return Err(
-                    ApiError::validation("player_ids holds an invalid id").with_details(
-                        serde_json::json!({"player_id": bad.chars().take(128).collect::<String>()}),
-                    ),
-                );
-            }
-            let mut seen = HashSet::new();
-            let ids: Vec<&str> = ids
-                .iter()
-                .map(String::as_str)
-                .filter(|id| seen.insert(*id))
-                .collect();
+            let ids = distinct_players(&ids, "player_ids")?;
             app.hub
                 .publish_to(&ids, &event)
                 .await
@@ -390,6 +378,24 @@ pub async fn publish(
         events,
         timestamp: now(),
     }))
+}
+
+/// Each id once, in the order given, after checking every one; `field` names the list in the
+/// error.
+pub(super) fn distinct_players<'a>(ids: &'a [String], field: &str) -> ApiResult<Vec<&'a str>> {
+    if let Some(bad) = ids.iter().find(|id| !valid_player_id(id)) {
+        return Err(
+            ApiError::validation(format!("{field} holds an invalid id")).with_details(
+                serde_json::json!({"player_id": bad.chars().take(128).collect::<String>()}),
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    Ok(ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect())
 }
 
 /// A publishable `event_type` (SPEC §12), or the error that says why not.

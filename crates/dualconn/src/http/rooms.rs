@@ -1,8 +1,6 @@
 //! Room routes: membership, presence and publishing to a room. Admin only, like
 //! `/api/publish`: the game backend decides who stands where.
 
-use std::collections::HashSet;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -14,7 +12,8 @@ use super::access::Query;
 use super::admit::valid_session_id;
 use super::error::ApiError;
 use super::rest::{
-    MAX_PUBLISH_TARGETS, check_event_type, event_data, json_body, now, published_entry,
+    MAX_PUBLISH_TARGETS, check_event_type, distinct_players, event_data, json_body, now,
+    published_entry,
 };
 use crate::auth::valid_player_id;
 use crate::hub::{Event, RoomError};
@@ -266,26 +265,13 @@ pub async fn publish(
             "except may name at most {MAX_PUBLISH_TARGETS} players"
         )));
     }
-    if let Some(bad) = req.except.iter().find(|id| !valid_player_id(id)) {
-        return Err(
-            ApiError::validation("except holds an invalid id").with_details(
-                serde_json::json!({"player_id": bad.chars().take(128).collect::<String>()}),
-            ),
-        );
-    }
+    let except = distinct_players(&req.except, "except")?;
     let data = event_data(req.data.as_deref())?;
     let event = Event {
         event_type: &req.event_type,
         room_id: Some(room),
         data: &data,
     };
-    let mut seen = HashSet::new();
-    let except: Vec<&str> = req
-        .except
-        .iter()
-        .map(String::as_str)
-        .filter(|id| seen.insert(*id))
-        .collect();
     let events = app
         .hub
         .publish_to_room(room, &except, &event)

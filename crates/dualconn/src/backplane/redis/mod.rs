@@ -501,18 +501,7 @@ impl RedisBackplane {
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(reply
-            .into_iter()
-            .map(|(p, seq, connections)| {
-                (
-                    PlayerId::from(p),
-                    Published {
-                        sequence_number: seq,
-                        connections,
-                    },
-                )
-            })
-            .collect())
+        Ok(published(reply))
     }
 
     pub(crate) async fn new_session(
@@ -864,6 +853,20 @@ fn parse_join(reply: Value) -> Option<Admitted> {
         entries,
         arrival,
     })
+}
+
+/// A script's `[player, seq, connections]…` answer, as the hub reports publishes.
+pub(super) fn published(reply: Vec<(String, u64, usize)>) -> Vec<(PlayerId, Published)> {
+    reply
+        .into_iter()
+        .map(|(player, sequence_number, connections)| {
+            let published = Published {
+                sequence_number,
+                connections,
+            };
+            (PlayerId::from(player), published)
+        })
+        .collect()
 }
 
 /// XRANGE's answer: `[[id, [field, value, …]], …]` into `(seq, at_ms, json)`.

@@ -2,7 +2,7 @@
 //! publish through any other, and a room publish is one script however its members are spread
 //! (the scripts are in `scripts.rs`).
 
-use super::{NODE_TTL, RedisBackplane};
+use super::{NODE_TTL, RedisBackplane, published};
 use crate::backplane::Unavailable;
 use crate::hub::{PlayerId, Published, RoomError, RoomFigures, RoomId, RoomMember};
 use crate::wire::EventTemplate;
@@ -112,18 +112,7 @@ impl RedisBackplane {
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(reply
-            .into_iter()
-            .map(|(player, seq, connections)| {
-                (
-                    PlayerId::from(player),
-                    Published {
-                        sequence_number: seq,
-                        connections,
-                    },
-                )
-            })
-            .collect())
+        Ok(published(reply))
     }
 
     pub(crate) async fn room_figures(&self) -> Result<RoomFigures, Unavailable> {
