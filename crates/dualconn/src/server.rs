@@ -293,7 +293,7 @@ async fn serve_tls(
 ) {
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
-        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)) => done,
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::tls::stream::accept(stream, tls.config())) => done,
     };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
@@ -306,7 +306,7 @@ async fn serve_tls(
             return;
         }
     };
-    if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+    if stream.alpn_protocol() == Some(ALPN_H2) {
         crate::http2::serve(stream, peer, router, shutdown, tracker, SSE_STALL_GRACE).await;
     } else {
         serve_http1(stream, peer, router, shutdown).await;

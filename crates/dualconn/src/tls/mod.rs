@@ -1,5 +1,5 @@
 //! Native TLS: the certificate in force, swapping it for a new one without a restart, and the
-//! rustls settings every connection shares.
+//! rustls settings every connection shares. `stream` is the record layer each connection runs.
 //!
 //! One `ServerConfig` lives for the whole run, so a reload never touches connections already
 //! open; only the certificate the resolver hands to new handshakes changes.
@@ -17,8 +17,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+pub mod stream;
 
 /// How often the certificate files are checked for a change. Renewals (certbot, cert-manager)
 /// replace files days ahead of expiry, so a few seconds' delay costs nothing.
@@ -62,7 +63,7 @@ pub struct Tls {
     /// Read again on every reload.
     files: TlsFiles,
     /// Shared by every connection; built once so session resumption state survives reloads.
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     /// The one thing a reload changes.
     resolver: Arc<Current>,
     /// Parses and checks new keys the same way the first one was.
@@ -103,15 +104,15 @@ impl Tls {
         config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
         Ok(Tls {
             files: files.clone(),
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             resolver,
             provider,
             seen: Mutex::new(seen),
         })
     }
 
-    pub fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
     }
 
     /// Reads the files again and, if they hold a usable pair, serves it to new handshakes. A
