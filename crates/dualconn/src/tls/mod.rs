@@ -236,3 +236,127 @@ fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey
         reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcgen::{CertificateParams, KeyPair};
+
+    use super::*;
+
+    /// A directory of this test's own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir = std::env::temp_dir()
+                .join(format!("dualconn-tls-unit-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        fn files(&self) -> TlsFiles {
+            TlsFiles {
+                cert: self.0.join("cert.pem"),
+                key: self.0.join("key.pem"),
+            }
+        }
+
+        /// Writes a fresh self-signed certificate for `name` and its key; returns the
+        /// certificate's DER.
+        fn write_pair(&self, name: &str) -> Vec<u8> {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![name.to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            write(&self.files().cert, cert.pem().as_bytes());
+            write(&self.files().key, key.serialize_pem().as_bytes());
+            cert.der().to_vec()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn served(tls: &Tls) -> Vec<u8> {
+        tls.resolver.0.read().cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_matching_pair_loads_and_offers_h2_first() {
+        let dir = Dir::new("good");
+        let der = dir.write_pair("localhost");
+        let tls = Tls::load(&dir.files()).unwrap();
+        assert_eq!(served(&tls), der);
+        assert_eq!(
+            tls.config().alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn each_kind_of_bad_file_is_named_in_its_error() {
+        let dir = Dir::new("bad");
+        let files = dir.files();
+        assert!(
+            matches!(Tls::load(&files), Err(TlsError::Read { path, .. }) if path == files.cert)
+        );
+
+        dir.write_pair("localhost");
+        write(&files.cert, b"no PEM block in here\n");
+        assert!(
+            matches!(Tls::load(&files), Err(TlsError::NoCertificate { path }) if path == files.cert)
+        );
+
+        dir.write_pair("localhost");
+        write(
+            &files.key,
+            b"-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+        );
+        assert!(
+            matches!(Tls::load(&files), Err(TlsError::BadPem { path, .. }) if path == files.key)
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let dir = Dir::new("mismatch");
+        dir.write_pair("localhost");
+        let other = KeyPair::generate().unwrap();
+        write(&dir.files().key, other.serialize_pem().as_bytes());
+        assert!(matches!(
+            Tls::load(&dir.files()),
+            Err(TlsError::Unusable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reload_serves_a_good_pair_and_keeps_the_old_one_over_a_bad_one() {
+        let dir = Dir::new("reload");
+        let first = dir.write_pair("localhost");
+        let tls = Tls::load(&dir.files()).unwrap();
+
+        let second = dir.write_pair("localhost");
+        tls.reload().unwrap();
+        assert_eq!(served(&tls), second);
+
+        // A renewal caught half-written: the new certificate with the old key.
+        dir.write_pair("localhost");
+        write(
+            &dir.files().key,
+            KeyPair::generate().unwrap().serialize_pem().as_bytes(),
+        );
+        assert!(tls.reload().is_err());
+        assert_eq!(served(&tls), second);
+        assert_ne!(first, second);
+    }
+}

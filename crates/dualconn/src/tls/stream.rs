@@ -548,7 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn data_larger_than_a_record_crosses_both_ways_intact() {
-        let (server, client) = pair().await;
+        let (mut server, client) = pair().await;
         let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let echo = tokio::spawn(async move {
             // Small reads, as the WebSocket layer makes: a record is handed out in pieces.
