@@ -30,6 +30,7 @@ use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
 use crate::lifecycle;
+use crate::sse_socket::{self, First, Prefixed};
 use crate::tls::{ALPN_H2, Tls, TlsError};
 
 /// Largest request head (request line and headers) hyper buffers; past it, 431.
@@ -313,8 +314,35 @@ async fn serve_tls(
     }
 }
 
+/// HTTP/1.1: an SSE stream as its first request is written by `sse_socket` straight to the
+/// socket; everything else is hyper's.
+async fn serve_http1<I>(mut io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        first = tokio::time::timeout(
+            HEAD_TIMEOUT,
+            sse_socket::first_request(&mut io, MAX_HEAD_BYTES, MAX_HEADERS),
+        ) => first,
+    };
+    match first {
+        Ok(Ok(First::Sse(request))) => {
+            sse_socket::serve(io, request, router, peer, SSE_STALL_GRACE).await;
+        }
+        // Boxed: hyper's connection state is larger than an SSE stream's, and every idle
+        // stream's task would otherwise be allocated at its size.
+        Ok(Ok(First::Other(read))) => {
+            Box::pin(serve_hyper(Prefixed::new(read, io), peer, router, shutdown)).await;
+        }
+        // The socket failed, or no complete head arrived in time.
+        Ok(Err(_)) | Err(_) => {}
+    }
+}
+
 /// HTTP/1.1 with upgrades, closed gracefully on shutdown.
-async fn serve_http1<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+async fn serve_hyper<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {

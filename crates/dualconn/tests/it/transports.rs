@@ -278,3 +278,122 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     };
     assert_eq!(echo.map(|f| u16::from(f.code)), Some(1000));
 }
+
+/// An SSE request on a raw socket, so the test sees the bytes on the wire.
+async fn raw_sse(server: &Server, player: &str, version: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let token = server.token(player);
+    let head = format!("GET /sse/{player}?token={token} {version}\r\nHost: x\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+/// Reads until `needle` has arrived; returns everything read.
+async fn read_until(socket: &mut tokio::net::TcpStream, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    within(async {
+        while !String::from_utf8_lossy(&read).contains(needle) {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "ended before {needle:?}: {:?}",
+                String::from_utf8_lossy(&read)
+            );
+            read.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8(read).unwrap()
+}
+
+#[tokio::test]
+async fn an_sse_stream_on_its_own_connection_is_chunked_dated_and_live() {
+    let server = Server::start().await;
+    let mut socket = raw_sse(&server, "erin", "HTTP/1.1").await;
+    let opening = read_until(&mut socket, "\"connected\"").await;
+    let (head, _) = opening.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("\r\ntransfer-encoding: chunked"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ndate: "), "{head}");
+    let published = server.publish(&["erin"], "chat", json!({"n": 1})).await;
+    let seq = published["events"][0]["sequence_number"].as_u64().unwrap();
+    read_until(&mut socket, &format!("id: {seq}\n")).await;
+}
+
+/// The stream notices a client that hangs up while nothing is being written.
+#[tokio::test]
+async fn an_idle_sse_client_that_hangs_up_leaves_at_once() {
+    let server = Server::start().await;
+    let mut socket = raw_sse(&server, "fred", "HTTP/1.1").await;
+    read_until(&mut socket, "\"connected\"").await;
+    assert_eq!(server.hub.stats().connections(), 1);
+    drop(socket);
+    // Nothing to await for a server noticing a hang-up: poll, bounded by `within`.
+    within(async {
+        while server.hub.stats().connections() != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_http_1_0_client_gets_the_stream_delimited_by_the_connection() {
+    let server = Server::start().await;
+    let mut socket = raw_sse(&server, "gail", "HTTP/1.0").await;
+    let opening = read_until(&mut socket, "\"connected\"").await;
+    let (head, body) = opening.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(body.starts_with("retry: "), "no chunk sizes: {body:?}");
+}
+
+#[tokio::test]
+async fn a_refused_sse_request_gets_its_error_and_the_connection_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start().await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"GET /sse/hal?token=forged HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    within(socket.read_to_string(&mut answer)).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let error: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error_type"], "authentication_error");
+}
+
+/// A connection that made a REST call first is hyper's for good; its SSE stream works too.
+#[tokio::test]
+async fn an_sse_stream_after_a_rest_call_on_the_same_connection_works() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start().await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut socket, "\r\n\r\n").await;
+    let token = server.token("ivy");
+    let head = format!("GET /sse/ivy?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    read_until(&mut socket, "\"connected\"").await;
+    server.publish(&["ivy"], "chat", json!({"n": 1})).await;
+    read_until(&mut socket, "\"chat\"").await;
+}
