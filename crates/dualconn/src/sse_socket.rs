@@ -35,7 +35,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// What the first request on a connection turned out to be.
 pub enum First {
     /// An SSE `GET` without a body: served here.
-    Sse(Request<Body>),
+    Sse(Box<Request<Body>>),
     /// Anything else, or a head this module does not parse: hyper answers it, starting from
     /// these bytes.
     Other(Bytes),
@@ -62,7 +62,7 @@ where
             Ok(httparse::Status::Partial) => continue,
             Ok(httparse::Status::Complete(len)) => {
                 return Ok(match sse_request(&head, len == read.len()) {
-                    Some(request) => First::Sse(request),
+                    Some(request) => First::Sse(Box::new(request)),
                     None => First::Other(read.freeze()),
                 });
             }
@@ -104,13 +104,14 @@ fn sse_request(head: &httparse::Request<'_, '_>, nothing_follows: bool) -> Optio
 /// it ends, the client goes away, or its writes stall past `stall_grace`.
 pub async fn serve<I>(
     mut io: I,
-    mut request: Request<Body>,
+    request: Box<Request<Body>>,
     router: Router,
     peer: SocketAddr,
     stall_grace: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut request = *request;
     let watch = SlowReaderWatch::default();
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(watch.clone());
