@@ -292,9 +292,11 @@ async fn serve_tls(
     tls: Arc<Tls>,
     tracker: TaskTracker,
 ) {
+    // Boxed so the handshake's state is freed once it is done, not kept under the connection.
+    let accept = Box::pin(crate::tls::stream::accept(stream, tls.config()));
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
-        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::tls::stream::accept(stream, tls.config())) => done,
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept) => done,
     };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
@@ -307,10 +309,20 @@ async fn serve_tls(
             return;
         }
     };
+    // Each path boxed, as in `serve_connection`: the HTTP/2 connection's state is several KiB,
+    // which every HTTP/1.1 connection's task (an idle SSE stream's) would otherwise be sized for.
     if stream.alpn_protocol() == Some(ALPN_H2) {
-        crate::http2::serve(stream, peer, router, shutdown, tracker, SSE_STALL_GRACE).await;
+        Box::pin(crate::http2::serve(
+            stream,
+            peer,
+            router,
+            shutdown,
+            tracker,
+            SSE_STALL_GRACE,
+        ))
+        .await;
     } else {
-        serve_http1(stream, peer, router, shutdown).await;
+        Box::pin(serve_http1(stream, peer, router, shutdown)).await;
     }
 }
 
