@@ -51,14 +51,18 @@ local function alive_nodes(ttl)
 end
 local function next_seq(player)
   local pk = P .. ':p:' .. player
-  if redis.call('HEXISTS', pk, 'seq') == 0 then
+  -- Increment first, check after: one command per event instead of two. A counter that
+  -- exists never reads 1 (it started at a clock), so 1 means there was none.
+  local seq = redis.call('HINCRBY', pk, 'seq', 1)
+  if seq == 1 then
     -- A counter Redis does not have starts at its clock in microseconds: above every number
     -- given before, even after Redis lost its data.
     local t = redis.call('TIME')
     local seed = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('HSET', pk, 'seq', seed, 'base', seed)
+    seq = redis.call('HINCRBY', pk, 'seq', 1)
   end
-  return redis.call('HINCRBY', pk, 'seq', 1)
+  return seq
 end
 local function keep(player, seq, json, hsize, httl, t)
   if hsize > 0 then
