@@ -4,8 +4,9 @@
 Each side is a version of crates/dualconn/src/backplane/redis/scripts.rs (`git:REV` or a file),
 loaded into one private Redis under a key prefix of its own, with the same players joined the
 way a cluster joins them (the side's own JOIN and HEARTBEAT). Rounds alternate A B, B A, …;
-each round resets INFO commandstats, runs the side's broadcasts (or targeted publishes) and
-reads back the scripts' total time (cmdstat_evalsha) and that of the commands they called.
+each round runs the side's broadcasts (or targeted publishes) and reads back the CPU time of
+Redis's main thread (INFO cpu), the scripts' own timing (cmdstat_evalsha) and that of the
+commands they called (INFO commandstats, reset before each round).
 A side whose scripts have BROADCAST runs it; one with BROADCAST_TARGETS runs it and then the
 players in chunks through PUBLISH, all chunks pipelined, as RedisBackplane::broadcast does.
 """
@@ -158,6 +159,14 @@ return 1"""
                                   *batch))
 
 
+def cpu_seconds(r):
+    """CPU time of Redis's main thread: unlike the commands' own timings, it does not grow when
+    another process takes the core away in the middle of a script."""
+    fields = dict(line.split(":", 1) for line in r.call("INFO", "cpu").split("\r\n")
+                  if ":" in line)
+    return float(fields["used_cpu_user_main_thread"]) + float(fields["used_cpu_sys_main_thread"])
+
+
 def commandstats(r):
     stats = {}
     for line in r.call("INFO", "commandstats").splitlines():
@@ -198,32 +207,38 @@ def main():
           % (a.players, a.nodes, a.history, " (full)" if a.full else "", a.mode,
              events_per_round))
     per_event = {"A": [], "B": []}
+    scripts = {"A": [], "B": []}
     inner = {"A": {}, "B": {}}
     for rnd in range(a.rounds):
         order = sides if rnd % 2 == 0 else sides[::-1]
         for s in order:
             r.call("CONFIG", "RESETSTAT")
+            cpu = cpu_seconds(r)
             started = time.perf_counter()
             for _ in range(a.per_round):
                 (s.broadcast if a.mode == "broadcast" else s.publish)(head, tail)
             wall = (time.perf_counter() - started) / a.per_round * 1000
+            cpu = (cpu_seconds(r) - cpu) * 1e6 / events_per_round
             stats = commandstats(r)
             _, usec = stats.get("evalsha", (0, 0))
-            per_event[s.name].append(usec / events_per_round)
+            per_event[s.name].append(cpu)
+            scripts[s.name].append(usec / events_per_round)
             for cmd, (calls, us) in stats.items():
                 if cmd not in ("evalsha", "config", "info"):
                     inner[s.name].setdefault(cmd, []).append((calls / events_per_round,
                                                               us / events_per_round))
-            print("round %d %s: %.2f us per player-event, %.1f ms wall per %s"
-                  % (rnd + 1, s.name, usec / events_per_round, wall, a.mode))
-    # Each round's B against its A, run next to each other: steadier than the two medians
-    # when something else on the machine comes and goes.
+            print("round %d %s: %.2f us CPU per player-event (scripts %.2f), %.1f ms wall per %s"
+                  % (rnd + 1, s.name, cpu, usec / events_per_round, wall, a.mode))
+    # Each round's B against its A, run next to each other (CPU time): steadier than the two
+    # medians when something else on the machine comes and goes.
     ratios = [b / a for a, b in zip(per_event["A"], per_event["B"])]
     print("\nB/A per round: %s; median %.3f" % (" ".join("%.2f" % x for x in ratios),
                                               statistics.median(ratios)))
     for s in sides:
-        print("%s median: %.2f us per player-event (Redis, EVALSHA total)"
-              % (s.name, statistics.median(per_event[s.name])))
+        print("%s median: %.2f us of Redis CPU per player-event (main thread; least %.2f); "
+              "scripts' own timing %.2f us (EVALSHA total)"
+              % (s.name, statistics.median(per_event[s.name]), min(per_event[s.name]),
+                 statistics.median(scripts[s.name])))
         for cmd, runs in sorted(inner[s.name].items()):
             calls = statistics.median(c for c, _ in runs)
             us = statistics.median(u for _, u in runs)
