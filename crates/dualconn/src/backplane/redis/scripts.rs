@@ -64,10 +64,11 @@ local function next_seq(player)
   end
   return seq
 end
-local function keep(player, seq, json, hsize, httl, t)
+-- seq and at (ms) come formatted: each is formatted once per player or call, not at every use.
+local function keep(player, seq, json, hsize, httl, at)
   if hsize > 0 then
     local hk = P .. ':h:' .. player
-    redis.call('XADD', hk, 'MAXLEN', hsize, num(seq) .. '-0', 't', num(t), 'j', json)
+    redis.call('XADD', hk, 'MAXLEN', hsize, seq .. '-0', 't', at, 'j', json)
     redis.call('PEXPIRE', hk, httl)
   end
 end
@@ -124,24 +125,27 @@ end
 -- Numbers, keeps and announces one event to each player: one message per node that holds any
 -- of them. Returns `seq, connections` per player, in order.
 local function publish_each(players, head, tail, hsize, httl, sttl)
-  local t = ms()
-  local out, per_node, order = {}, {}, {}
-  for _, player in ipairs(players) do
-    local seq = next_seq(player)
-    keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
+  local at = num(ms())
+  -- last[node] is the index of the last player listed for that node: a player with several
+  -- connections on one node is listed there once, with no table per player.
+  local out, per_node, order, last = {}, {}, {}, {}
+  for i, player in ipairs(players) do
+    local seq = num(next_seq(player))
+    keep(player, seq, head .. seq .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, at)
     local members = redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)
-    local seen = {}
+    local line = player .. ' ' .. seq
     for _, m in ipairs(members) do
       local node = node_of(m)
-      if node and not seen[node] then
-        seen[node] = true
-        if not per_node[node] then per_node[node] = {}; table.insert(order, node) end
-        table.insert(per_node[node], player .. ' ' .. num(seq))
+      if node and last[node] ~= i then
+        last[node] = i
+        local list = per_node[node]
+        if not list then list = {}; per_node[node] = list; order[#order + 1] = node end
+        list[#list + 1] = line
       end
     end
     if #members == 0 then idle(player, sttl) end
-    table.insert(out, num(seq))
-    table.insert(out, #members)
+    out[#out + 1] = seq
+    out[#out + 1] = #members
   end
   for _, node in ipairs(order) do
     redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, per_node[node]))
@@ -171,7 +175,7 @@ pub const BROADCAST: &str = lua!(
     r#"
 local head, tail = ARGV[2], ARGV[3]
 local hsize, httl = tonumber(ARGV[4]), ARGV[5]
-local t = ms()
+local at = num(ms())
 local _, nodes = alive_nodes(tonumber(ARGV[6]))
 local numbered, out = {}, {}
 for _, node in ipairs(nodes) do
@@ -179,14 +183,14 @@ for _, node in ipairs(nodes) do
   for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
     local seq = numbered[player]
     if not seq then
-      seq = next_seq(player)
+      seq = num(next_seq(player))
       numbered[player] = seq
-      keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
-      table.insert(out, player)
-      table.insert(out, num(seq))
-      table.insert(out, redis.call('ZCARD', P .. ':c:' .. player))
+      keep(player, seq, head .. seq .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, at)
+      out[#out + 1] = player
+      out[#out + 1] = seq
+      out[#out + 1] = redis.call('ZCARD', P .. ':c:' .. player)
     end
-    table.insert(list, player .. ' ' .. num(seq))
+    list[#list + 1] = player .. ' ' .. seq
   end
   if #list > 0 then redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, list)) end
 end
