@@ -26,7 +26,8 @@
 //!
 //! Channel `P:ch:{node}` carries what a node must act on:
 //! - `E <head len> <tail len>\n<head><tail>\n<player> <seq>\n…`: events, one template for all
-//!   the listed players (the payload crosses Redis once per node, not once per player);
+//!   the listed players (the payload crosses Redis once per node and script call, never once
+//!   per player; a broadcast makes one call per chunk of players);
 //! - `T <player> <generation> <session>`: a new session; end connections admitted under an older
 //!   generation;
 //! - `X <player>\n<conn id>\n…`: the per-player cap evicted these connections.
@@ -168,31 +169,22 @@ return publish_each(players, ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[
 "#
 );
 
-/// ARGV: P, head, tail, history_size, history_ttl_ms, node_ttl_ms.
-/// Every player with a connection on a live node gets the event once. Returns
-/// `[player, seq, connections]…`.
-pub const BROADCAST: &str = lua!(
+/// ARGV: P, node_ttl_ms.
+/// Who a broadcast reaches: every player with a connection on a live node, each once, in no
+/// particular order. The broadcast then numbers them in chunks through PUBLISH (see
+/// `RedisBackplane::broadcast`), so nodes deliver the first chunks while Redis numbers the
+/// next, and a player is numbered once because it is listed once.
+pub const BROADCAST_TARGETS: &str = lua!(
     r#"
-local head, tail = ARGV[2], ARGV[3]
-local hsize, httl = tonumber(ARGV[4]), ARGV[5]
-local at = num(ms())
-local _, nodes = alive_nodes(tonumber(ARGV[6]))
-local numbered, out = {}, {}
+local _, nodes = alive_nodes(tonumber(ARGV[2]))
+local seen, out = {}, {}
 for _, node in ipairs(nodes) do
-  local list = {}
   for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
-    local seq = numbered[player]
-    if not seq then
-      seq = num(next_seq(player))
-      numbered[player] = seq
-      keep(player, seq, head .. seq .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, at)
+    if not seen[player] then
+      seen[player] = true
       out[#out + 1] = player
-      out[#out + 1] = seq
-      out[#out + 1] = redis.call('ZCARD', P .. ':c:' .. player)
     end
-    list[#list + 1] = player .. ' ' .. seq
   end
-  if #list > 0 then redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, list)) end
 end
 return out
 "#
