@@ -8,7 +8,8 @@ each round runs the side's broadcasts (or targeted publishes) and reads back the
 Redis's main thread (INFO cpu), the scripts' own timing (cmdstat_evalsha) and that of the
 commands they called (INFO commandstats, reset before each round).
 A side whose scripts have BROADCAST runs it; one with BROADCAST_TARGETS runs it and then the
-players in chunks through PUBLISH, all chunks pipelined, as RedisBackplane::broadcast does.
+players in chunks through PUBLISH, a window of calls in flight, as RedisBackplane::broadcast
+does. A subscriber on one node's channel notes when that node would hear the events.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import re
 import socket
 import statistics
 import subprocess
+import threading
 import time
 
 
@@ -74,6 +76,29 @@ class Redis:
 
     def call(self, *args):
         return self.pipeline([args])[0]
+
+
+class Listener(threading.Thread):
+    """Subscribes to one node's channel on each side and notes when each message arrives: how
+    long a node waits for its first events, and for its last, after a broadcast is sent."""
+
+    def __init__(self, port, channels):
+        super().__init__(daemon=True)
+        self.r = Redis(port)
+        self.r.pipeline([["SUBSCRIBE", c] for c in channels])
+        self.arrivals, self.lock = [], threading.Lock()
+
+    def run(self):
+        while True:
+            msg = self.r._reply()
+            at = time.perf_counter()
+            if msg and msg[0] == "message":
+                with self.lock:
+                    self.arrivals.append((msg[1], at))
+
+    def between(self, channel, start, end):
+        with self.lock:
+            return [at - start for c, at in self.arrivals if c == channel and start <= at < end]
 
 
 def extract(source):
@@ -140,14 +165,26 @@ return 1"""
                              for p in self.players])
 
     def broadcast(self, head, tail):
+        """Returns when the first numbering call was sent: the listing's answer takes this
+        client far longer to parse than it takes a node."""
         a = self.args
         if self.kind == "one script":
+            numbering = time.perf_counter()
             self.r.call(*self.evalsha("BROADCAST", head, tail, a.history, HISTORY_TTL, NODE_TTL))
-            return
+            return numbering
         targets = self.r.call(*self.evalsha("BROADCAST_TARGETS", NODE_TTL))
         chunks = [targets[i:i + a.chunk] for i in range(0, len(targets), a.chunk)]
-        self.r.pipeline([self.evalsha("PUBLISH", head, tail, a.history, HISTORY_TTL,
-                                      SESSION_TTL, *c) for c in chunks])
+        calls = [Redis.encode(self.evalsha("PUBLISH", head, tail, a.history, HISTORY_TTL,
+                                           SESSION_TTL, *c)) for c in chunks]
+        # As the node does: `window` calls in flight, the next sent as each answer comes.
+        numbering = time.perf_counter()
+        for call in calls[:a.window]:
+            self.r.sock.sendall(call)
+        for call in calls[a.window:] + [None] * min(a.window, len(calls)):
+            self.r._reply()
+            if call:
+                self.r.sock.sendall(call)
+        return numbering
 
     def publish(self, head, tail):
         a = self.args
@@ -188,6 +225,7 @@ def main():
     ap.add_argument("--mode", choices=["broadcast", "publish"], default="broadcast")
     ap.add_argument("--batch", type=int, default=10, help="players per targeted publish")
     ap.add_argument("--chunk", type=int, default=256, help="players per PUBLISH (chunked)")
+    ap.add_argument("--window", type=int, default=2, help="PUBLISH calls in flight (chunked)")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--per-round", type=int, default=4, help="broadcasts per side and round")
     a = ap.parse_args()
@@ -208,17 +246,30 @@ def main():
              events_per_round))
     per_event = {"A": [], "B": []}
     scripts = {"A": [], "B": []}
+    first, last = {"A": [], "B": []}, {"A": [], "B": []}
+    listener = Listener(a.port, [s.prefix + ":ch:n0" for s in sides])
+    listener.start()
     inner = {"A": {}, "B": {}}
     for rnd in range(a.rounds):
         order = sides if rnd % 2 == 0 else sides[::-1]
         for s in order:
             r.call("CONFIG", "RESETSTAT")
             cpu = cpu_seconds(r)
-            started = time.perf_counter()
+            wall, sent = 0.0, []
             for _ in range(a.per_round):
-                (s.broadcast if a.mode == "broadcast" else s.publish)(head, tail)
-            wall = (time.perf_counter() - started) / a.per_round * 1000
+                started = time.perf_counter()
+                numbering = (s.broadcast if a.mode == "broadcast" else s.publish)(head, tail)
+                wall += time.perf_counter() - started
+                sent.append(numbering or started)
+                if a.mode == "broadcast":
+                    time.sleep(0.01)  # the listener's last arrivals land before the next send
+            wall = wall / a.per_round * 1000
             cpu = (cpu_seconds(r) - cpu) * 1e6 / events_per_round
+            for start, end in zip(sent, sent[1:] + [time.perf_counter()]) if a.mode == "broadcast" else ():
+                got = listener.between(s.prefix + ":ch:n0", start, end)
+                if got:
+                    first[s.name].append(min(got) * 1000)
+                    last[s.name].append(max(got) * 1000)
             stats = commandstats(r)
             _, usec = stats.get("evalsha", (0, 0))
             per_event[s.name].append(cpu)
@@ -239,6 +290,10 @@ def main():
               "scripts' own timing %.2f us (EVALSHA total)"
               % (s.name, statistics.median(per_event[s.name]), min(per_event[s.name]),
                  statistics.median(scripts[s.name])))
+        if first[s.name]:
+            print("   node n0 hears the first events %.1f ms after the first numbering call was "
+                  "sent, the last %.1f ms (medians)" % (statistics.median(first[s.name]),
+                                 statistics.median(last[s.name])))
         for cmd, runs in sorted(inner[s.name].items()):
             calls = statistics.median(c for c, _ in runs)
             us = statistics.median(u for _, u in runs)

@@ -56,11 +56,12 @@ pub const RETRY_AFTER_SECS: u64 = 2;
 /// long one call holds Redis up (about 4 ms at 256, measured: `bench/redis-script-ab.sh`),
 /// against a per-call cost that is negligible from a few hundred players on.
 const BROADCAST_CHUNK: usize = 256;
-/// Chunks of one broadcast sent before the first answer comes back: enough that Redis has the
-/// next chunk queued even while this node is busy delivering (in a 3-node run on one CPU, for
-/// milliseconds at a time), and bounded so a huge broadcast does not queue all of itself at
-/// once ahead of everyone else's commands.
-const BROADCAST_CHUNKS_IN_FLIGHT: usize = 8;
+/// Script calls of one broadcast sent ahead of their answers. Redis sends out a chunk's
+/// messages only once it has run every command it read in the same go, so chunks queued
+/// together reach the nodes together (with eight in flight, nodes waited for several chunks at
+/// a time). Two keep the next chunk waiting in Redis while it runs one, so it never idles for
+/// a round trip to this node, and the nodes hear each chunk at most one chunk late.
+const BROADCAST_CHUNKS_IN_FLIGHT: usize = 2;
 
 /// What a node needs to join a cluster.
 #[derive(Clone)]
@@ -501,7 +502,7 @@ impl RedisBackplane {
     }
 
     /// Takes the players online on live nodes in one script, then numbers them in chunks
-    /// through PUBLISH, a few chunks in flight at once. One script for everyone kept every node
+    /// through PUBLISH, two chunks in flight at once. One script for everyone kept every node
     /// idle until Redis had numbered the last player; in chunks, nodes deliver the first ones
     /// while Redis numbers the rest. Answers only once every chunk is stored, and fails if any
     /// chunk failed (see `ARCHITECTURE.md` for what the players of the other chunks saw).
