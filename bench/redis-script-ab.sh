@@ -4,8 +4,10 @@
 # itself. Starts a private redis-server (no persistence) on $PORT, loads the same players into
 # both sides the way a cluster does (each side's own JOIN: N players, each with a WebSocket and an
 # SSE connection on two of three nodes, as bench/cluster.sh spreads them), runs the two sides'
-# broadcasts in alternating rounds and prints Redis's own time per player-event (INFO
-# commandstats: cmdstat_evalsha, and every command the scripts called), then stops Redis.
+# broadcasts in alternating rounds and prints Redis's CPU time per player-event (its main
+# thread's, from INFO cpu; and INFO commandstats for every command the scripts called), each
+# round's B/A, and when one node's channel hears a broadcast's first and last events; then
+# stops Redis. On a busy machine trust the B/A medians more than the absolute figures.
 #   bash bench/redis-script-ab.sh                       # main's scripts against the work tree's
 #   bash bench/redis-script-ab.sh --a git:HEAD~1 --full # another base, every history full
 #   bash bench/redis-script-ab.sh --mode publish        # targeted publishes of 10 players
