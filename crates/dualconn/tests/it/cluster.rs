@@ -2,6 +2,7 @@
 //! key prefix. A node that must die without a graceful shutdown runs on its own runtime, which
 //! is dropped; a Redis that must go away is a `redis-server` this test starts on a free port.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use dualconn::App;
+use dualconn::backplane::Backplane;
 use dualconn::config::Settings;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -716,4 +718,153 @@ async fn a_node_stopped_gracefully_leaves_the_figures_at_once() {
     assert_eq!(connections(stats), 1);
     let info: Value = b.get_json("/api/connections/ivy", ADMIN_KEY).await;
     assert_eq!(info["presence"]["total_connections"], 1);
+}
+
+/// Lowers the players per broadcast chunk, so a few players make several chunks.
+fn broadcast_chunk(node: &Server, players: usize) {
+    match node.hub.backplane() {
+        Backplane::Redis(redis) => redis.set_broadcast_chunk(players),
+        Backplane::Local => panic!("a cluster node"),
+    }
+}
+
+/// Broadcasts through `node` and returns each player's `(sequence_number, connections)` from
+/// the answer, checking that no player is listed twice.
+async fn broadcast(node: &Server, event_type: &str) -> HashMap<String, (u64, u64)> {
+    let r = node
+        .post(
+            "/api/publish",
+            ADMIN_KEY,
+            json!({"broadcast": true, "event_type": event_type, "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    let mut answer = HashMap::new();
+    for e in r["events"].as_array().unwrap() {
+        let player = e["player_id"].as_str().unwrap().to_owned();
+        let figures = (
+            e["sequence_number"].as_u64().unwrap(),
+            e["connections"].as_u64().unwrap(),
+        );
+        assert!(
+            answer.insert(player.clone(), figures).is_none(),
+            "{player} numbered twice by one broadcast"
+        );
+    }
+    answer
+}
+
+/// A broadcast to more players than one chunk holds, spread over three nodes (one player with
+/// two connections on one node, some with connections on two nodes): every player is in the
+/// answer once with its connections counted, and each connection gets the event once, with
+/// the answer's number, and nothing else before the next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_in_several_chunks_reaches_every_player_once() {
+    let nodes = cluster(3, |_| {}).await;
+    for node in &nodes {
+        broadcast_chunk(node, 4);
+    }
+    const PLAYERS: usize = 11;
+    let players: Vec<String> = (0..PLAYERS).map(|i| format!("crowd{i}")).collect();
+    let (mut sockets, mut streams) = (Vec::new(), Vec::new());
+    let mut expected = HashMap::new();
+    for (i, player) in players.iter().enumerate() {
+        sockets.push((player.clone(), nodes[i % 3].ws(player, "").await));
+        let mut connections = 1;
+        if i % 2 == 0 {
+            streams.push((player.clone(), nodes[(i + 1) % 3].sse(player, "").await));
+            connections += 1;
+        } else if i == 1 {
+            streams.push((player.clone(), nodes[i % 3].sse(player, "").await));
+            connections += 1;
+        }
+        expected.insert(player.clone(), connections);
+    }
+    for (_, ws) in &mut sockets {
+        assert_eq!(ws.next_event().await["event_type"], "connected");
+    }
+    for (_, sse) in &mut streams {
+        assert_eq!(sse.next_event().await["event_type"], "connected");
+    }
+
+    let answer = broadcast(&nodes[1], "news").await;
+    let figures: HashMap<String, u64> = answer.iter().map(|(p, f)| (p.clone(), f.1)).collect();
+    assert_eq!(
+        figures, expected,
+        "every player once, its connections counted"
+    );
+
+    // A second event right behind: whatever a connection receives between the two would be
+    // a repeat of the broadcast.
+    let names: Vec<&str> = players.iter().map(String::as_str).collect();
+    nodes[2].publish(&names, "after", json!({})).await;
+    for (player, ws) in &mut sockets {
+        let seq = answer[player.as_str()].0;
+        let news = ws.next_event().await;
+        assert_eq!(
+            (&news["event_type"], &news["sequence_number"]),
+            (&json!("news"), &json!(seq))
+        );
+        assert_eq!(
+            ws.next_event().await["sequence_number"],
+            seq + 1,
+            "{player}: once"
+        );
+    }
+    for (player, sse) in &mut streams {
+        let seq = answer[player.as_str()].0;
+        let news = sse.next_event().await;
+        assert_eq!(
+            (&news["event_type"], &news["sequence_number"]),
+            (&json!("news"), &json!(seq))
+        );
+        assert_eq!(
+            sse.next_event().await["sequence_number"],
+            seq + 1,
+            "{player}: once"
+        );
+    }
+}
+
+/// A chunk that fails in Redis fails the whole broadcast: 503, never a 200 that names only the
+/// players of the chunks that went through. The failure is made by hand: one player's counter
+/// holds something that is not a number, so the script numbering its chunk stops there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_whose_chunk_fails_answers_503() {
+    let prefix = unique_prefix();
+    let url = test_redis_url();
+    let node = Server::from_settings(cluster_settings(&url, &prefix, "only")).await;
+    node.ready().await;
+    broadcast_chunk(&node, 1);
+    let mut sockets = Vec::new();
+    for player in ["jo", "kim", "lee"] {
+        let mut ws = node.ws(player, "").await;
+        ws.next_event().await;
+        sockets.push(ws);
+    }
+    assert_eq!(broadcast(&node, "fine").await.len(), 3);
+
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:p:kim"))
+        .arg("seq")
+        .arg("broken")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let r = node
+        .post(
+            "/api/publish",
+            ADMIN_KEY,
+            json!({"broadcast": true, "event_type": "partial", "data": {}}),
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_type"], "connection_error");
 }

@@ -3,6 +3,8 @@
 //!
 //! - **Publish** is one script: number, append to history, announce to the nodes that hold
 //!   the player. The caller is answered after Redis ran it, so an acknowledged event is stored.
+//!   A **broadcast** lists its players in one script, then publishes to them in chunks, so
+//!   nodes deliver the first chunks while Redis numbers the rest.
 //! - **Join** registers the connection locally first (it hears live events from then on), then
 //!   one script decides the session rules and the cap, adds the node to the player's routing
 //!   and reads history after the cursor. The replay goes ahead of the live events that arrived
@@ -19,9 +21,10 @@ mod rooms;
 mod scripts;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
@@ -48,6 +51,17 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Seconds a refused client is told to wait while Redis is unreachable.
 pub const RETRY_AFTER_SECS: u64 = 2;
+/// Players a broadcast numbers per script call. Redis runs one call at a time and the nodes
+/// hear a chunk only when its call ends, so this is how long the first deliveries wait and how
+/// long one call holds Redis up (about 4 ms at 256, measured: `bench/redis-script-ab.sh`),
+/// against a per-call cost that is negligible from a few hundred players on.
+const BROADCAST_CHUNK: usize = 256;
+/// Script calls of one broadcast sent ahead of their answers. Redis sends out a chunk's
+/// messages only once it has run every command it read in the same go, so chunks queued
+/// together reach the nodes together (with eight in flight, nodes waited for several chunks at
+/// a time). Two keep the next chunk waiting in Redis while it runs one, so it never idles for
+/// a round trip to this node, and the nodes hear each chunk at most one chunk late.
+const BROADCAST_CHUNKS_IN_FLIGHT: usize = 2;
 
 /// What a node needs to join a cluster.
 #[derive(Clone)]
@@ -82,7 +96,7 @@ pub fn valid_node_id(id: &str) -> bool {
 /// The scripts, loaded once; `Script` sends EVALSHA and falls back to EVAL when Redis forgot.
 struct Scripts {
     publish: Script,
-    broadcast: Script,
+    broadcast_targets: Script,
     join: Script,
     leave: Script,
     new_session: Script,
@@ -125,6 +139,9 @@ pub struct RedisBackplane {
     /// Connections that ended, for the listener to remove from Redis in batches.
     leaves: mpsc::UnboundedSender<(PlayerId, String)>,
     leaves_rx: Mutex<Option<mpsc::UnboundedReceiver<(PlayerId, String)>>>,
+    /// Players numbered per script call of a broadcast: [`BROADCAST_CHUNK`], lowered only by
+    /// tests that need several chunks without thousands of players.
+    broadcast_chunk: AtomicUsize,
 }
 
 /// What the join script decided.
@@ -170,7 +187,7 @@ impl RedisBackplane {
             client,
             scripts: Scripts {
                 publish: Script::new(scripts::PUBLISH),
-                broadcast: Script::new(scripts::BROADCAST),
+                broadcast_targets: Script::new(scripts::BROADCAST_TARGETS),
                 join: Script::new(scripts::JOIN),
                 leave: Script::new(scripts::LEAVE),
                 new_session: Script::new(scripts::NEW_SESSION),
@@ -197,6 +214,7 @@ impl RedisBackplane {
             available: watch::Sender::new(false),
             leaves,
             leaves_rx: Mutex::new(Some(leaves_rx)),
+            broadcast_chunk: AtomicUsize::new(BROADCAST_CHUNK),
         })
     }
 
@@ -483,25 +501,39 @@ impl RedisBackplane {
             .collect())
     }
 
+    /// Takes the players online on live nodes in one script, then numbers them in chunks
+    /// through PUBLISH, two chunks in flight at once. One script for everyone kept every node
+    /// idle until Redis had numbered the last player; in chunks, nodes deliver the first ones
+    /// while Redis numbers the rest. Answers only once every chunk is stored, and fails if any
+    /// chunk failed (see `ARCHITECTURE.md` for what the players of the other chunks saw).
     pub(crate) async fn broadcast(
         &self,
         template: &EventTemplate,
     ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
-        self.check()?;
-        let reply: Vec<(String, u64, usize)> = self
-            .scripts
-            .broadcast
-            .prepare_invoke()
-            .arg(self.prefix())
-            .arg(&template.head)
-            .arg(&template.tail)
-            .arg(self.config.history_size)
-            .arg(Self::ttl_ms(self.config.history_ttl))
-            .arg(Self::ttl_ms(NODE_TTL))
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(published(reply))
+        let targets: Vec<String> = self.across_nodes(&self.scripts.broadcast_targets).await?;
+        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let chunk = self.broadcast_chunk.load(Ordering::Relaxed).max(1);
+        // Made up front, not in a `map` closure: a closure over borrowed chunks makes the
+        // handler's future fail the compiler's `Send` check. A future does nothing until the
+        // stream polls it.
+        let calls: Vec<_> = targets
+            .chunks(chunk)
+            .map(|players| self.publish(players, template))
+            .collect();
+        let mut chunks = futures_util::stream::iter(calls).buffered(BROADCAST_CHUNKS_IN_FLIGHT);
+        let mut out = Vec::with_capacity(targets.len());
+        while let Some(published) = chunks.next().await {
+            out.extend(published?);
+        }
+        Ok(out)
+    }
+
+    /// Lowers the players per broadcast chunk, so a test can spread a broadcast over several
+    /// chunks without thousands of players.
+    #[doc(hidden)]
+    pub fn set_broadcast_chunk(&self, players: usize) {
+        self.broadcast_chunk
+            .store(players.max(1), Ordering::Relaxed);
     }
 
     pub(crate) async fn new_session(

@@ -26,7 +26,8 @@
 //!
 //! Channel `P:ch:{node}` carries what a node must act on:
 //! - `E <head len> <tail len>\n<head><tail>\n<player> <seq>\n…`: events, one template for all
-//!   the listed players (the payload crosses Redis once per node, not once per player);
+//!   the listed players (the payload crosses Redis once per node and script call, never once
+//!   per player; a broadcast makes one call per chunk of players);
 //! - `T <player> <generation> <session>`: a new session; end connections admitted under an older
 //!   generation;
 //! - `X <player>\n<conn id>\n…`: the per-player cap evicted these connections.
@@ -51,19 +52,24 @@ local function alive_nodes(ttl)
 end
 local function next_seq(player)
   local pk = P .. ':p:' .. player
-  if redis.call('HEXISTS', pk, 'seq') == 0 then
+  -- Increment first, check after: one command per event instead of two. A counter that
+  -- exists never reads 1 (it started at a clock), so 1 means there was none.
+  local seq = redis.call('HINCRBY', pk, 'seq', 1)
+  if seq == 1 then
     -- A counter Redis does not have starts at its clock in microseconds: above every number
     -- given before, even after Redis lost its data.
     local t = redis.call('TIME')
     local seed = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('HSET', pk, 'seq', seed, 'base', seed)
+    seq = redis.call('HINCRBY', pk, 'seq', 1)
   end
-  return redis.call('HINCRBY', pk, 'seq', 1)
+  return seq
 end
-local function keep(player, seq, json, hsize, httl, t)
+-- seq and at (ms) come formatted: each is formatted once per player or call, not at every use.
+local function keep(player, seq, json, hsize, httl, at)
   if hsize > 0 then
     local hk = P .. ':h:' .. player
-    redis.call('XADD', hk, 'MAXLEN', hsize, num(seq) .. '-0', 't', num(t), 'j', json)
+    redis.call('XADD', hk, 'MAXLEN', hsize, seq .. '-0', 't', at, 'j', json)
     redis.call('PEXPIRE', hk, httl)
   end
 end
@@ -120,24 +126,27 @@ end
 -- Numbers, keeps and announces one event to each player: one message per node that holds any
 -- of them. Returns `seq, connections` per player, in order.
 local function publish_each(players, head, tail, hsize, httl, sttl)
-  local t = ms()
-  local out, per_node, order = {}, {}, {}
-  for _, player in ipairs(players) do
-    local seq = next_seq(player)
-    keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
+  local at = num(ms())
+  -- last[node] is the index of the last player listed for that node: a player with several
+  -- connections on one node is listed there once, with no table per player.
+  local out, per_node, order, last = {}, {}, {}, {}
+  for i, player in ipairs(players) do
+    local seq = num(next_seq(player))
+    keep(player, seq, head .. seq .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, at)
     local members = redis.call('ZRANGE', P .. ':c:' .. player, 0, -1)
-    local seen = {}
+    local line = player .. ' ' .. seq
     for _, m in ipairs(members) do
       local node = node_of(m)
-      if node and not seen[node] then
-        seen[node] = true
-        if not per_node[node] then per_node[node] = {}; table.insert(order, node) end
-        table.insert(per_node[node], player .. ' ' .. num(seq))
+      if node and last[node] ~= i then
+        last[node] = i
+        local list = per_node[node]
+        if not list then list = {}; per_node[node] = list; order[#order + 1] = node end
+        list[#list + 1] = line
       end
     end
     if #members == 0 then idle(player, sttl) end
-    table.insert(out, num(seq))
-    table.insert(out, #members)
+    out[#out + 1] = seq
+    out[#out + 1] = #members
   end
   for _, node in ipairs(order) do
     redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, per_node[node]))
@@ -160,31 +169,22 @@ return publish_each(players, ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[
 "#
 );
 
-/// ARGV: P, head, tail, history_size, history_ttl_ms, node_ttl_ms.
-/// Every player with a connection on a live node gets the event once. Returns
-/// `[player, seq, connections]…`.
-pub const BROADCAST: &str = lua!(
+/// ARGV: P, node_ttl_ms.
+/// Who a broadcast reaches: every player with a connection on a live node, each once, in no
+/// particular order. The broadcast then numbers them in chunks through PUBLISH (see
+/// `RedisBackplane::broadcast`), so nodes deliver the first chunks while Redis numbers the
+/// next, and a player is numbered once because it is listed once.
+pub const BROADCAST_TARGETS: &str = lua!(
     r#"
-local head, tail = ARGV[2], ARGV[3]
-local hsize, httl = tonumber(ARGV[4]), ARGV[5]
-local t = ms()
-local _, nodes = alive_nodes(tonumber(ARGV[6]))
-local numbered, out = {}, {}
+local _, nodes = alive_nodes(tonumber(ARGV[2]))
+local seen, out = {}, {}
 for _, node in ipairs(nodes) do
-  local list = {}
   for _, player in ipairs(redis.call('SMEMBERS', P .. ':np:' .. node)) do
-    local seq = numbered[player]
-    if not seq then
-      seq = next_seq(player)
-      numbered[player] = seq
-      keep(player, seq, head .. num(seq) .. ',"player_id":"' .. player .. '"' .. tail, hsize, httl, t)
-      table.insert(out, player)
-      table.insert(out, num(seq))
-      table.insert(out, redis.call('ZCARD', P .. ':c:' .. player))
+    if not seen[player] then
+      seen[player] = true
+      out[#out + 1] = player
     end
-    table.insert(list, player .. ' ' .. num(seq))
   end
-  if #list > 0 then redis.call('PUBLISH', P .. ':ch:' .. node, events_msg(head, tail, list)) end
 end
 return out
 "#
