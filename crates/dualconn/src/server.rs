@@ -294,12 +294,13 @@ async fn serve_tls(
 ) {
     // Boxed so the handshake's state is freed once it is done, not kept under the connection.
     let accept = Box::pin(crate::tls::stream::accept(stream, tls.config()));
-    let handshake = tokio::select! {
+    // No binding outlives the handshake: whatever is in scope at the last await is kept in this
+    // task for the connection's life, and the stream is a kilobyte.
+    let served = match tokio::select! {
         _ = shutdown.cancelled() => return,
         done = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept) => done,
-    };
-    let stream = match handshake {
-        Ok(Ok(stream)) => stream,
+    } {
+        Ok(Ok(stream)) => after_handshake(Box::new(stream), peer, router, shutdown, tracker),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, %peer, "TLS handshake failed");
             return;
@@ -309,8 +310,19 @@ async fn serve_tls(
             return;
         }
     };
-    // Each path boxed, as in `serve_connection`: the HTTP/2 connection's state is several KiB,
-    // which every HTTP/1.1 connection's task (an idle SSE stream's) would otherwise be sized for.
+    served.await;
+}
+
+/// The protocol ALPN chose, boxed on its own: the HTTP/2 connection's state is several KiB,
+/// which every HTTP/1.1 connection's task (an idle SSE stream's) would otherwise be sized for.
+/// The stream is boxed too, so the tasks above it hold a pointer rather than rustls's state.
+fn after_handshake(
+    stream: Box<crate::tls::stream::TlsStream>,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     if stream.alpn_protocol() == Some(ALPN_H2) {
         Box::pin(crate::http2::serve(
             stream,
@@ -320,9 +332,8 @@ async fn serve_tls(
             tracker,
             SSE_STALL_GRACE,
         ))
-        .await;
     } else {
-        Box::pin(serve_http1(stream, peer, router, shutdown)).await;
+        Box::pin(serve_http1(stream, peer, router, shutdown))
     }
 }
 
@@ -458,5 +469,46 @@ mod tests {
         );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 512, "the connection task's future is {size} bytes");
+    }
+
+    /// What stays allocated under every idle SSE stream (issue 10): a TLS connection's task
+    /// keeps neither the handshake nor the stream inline, and the stream writer keeps neither
+    /// the request, the response head nor the router's future.
+    #[tokio::test]
+    async fn an_sse_stream_task_keeps_only_what_the_stream_needs() {
+        let dir = std::env::temp_dir().join(format!("dualconn-task-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = crate::tls::TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let tls = Arc::new(Tls::load(&files).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let token = CancellationToken::new();
+        let tls_task = serve_tls(stream, addr, Router::new(), token, tls, TaskTracker::new());
+        let size = std::mem::size_of_val(&tls_task);
+        assert!(size <= 512, "a TLS connection's future is {size} bytes");
+
+        let request = Box::new(axum::http::Request::new(axum::body::Body::empty()));
+        let stream_task = sse_socket::serve(
+            tokio::io::empty(),
+            request,
+            Router::new(),
+            addr,
+            SSE_STALL_GRACE,
+        );
+        let size = std::mem::size_of_val(&stream_task);
+        assert!(size <= 1024, "an SSE stream's future is {size} bytes");
     }
 }

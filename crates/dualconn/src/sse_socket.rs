@@ -104,32 +104,31 @@ fn sse_request(head: &httparse::Request<'_, '_>, nothing_follows: bool) -> Optio
 /// it ends, the client goes away, or its writes stall past `stall_grace`.
 pub async fn serve<I>(
     mut io: I,
-    request: Box<Request<Body>>,
+    mut request: Box<Request<Body>>,
     router: Router,
     peer: SocketAddr,
     stall_grace: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut request = *request;
     let watch = SlowReaderWatch::default();
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(watch.clone());
     let http10 = request.version() == Version::HTTP_10;
-    let Ok(response) = router.oneshot(request).await;
-    let is_stream = response.status() == StatusCode::OK
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if !is_stream {
-        let _ = write_whole(&mut io, response).await;
-        return;
-    }
-    let (parts, body) = response.into_parts();
-    let mut out = BytesMut::new();
-    put_head(&mut out, parts.status, &parts.headers, !http10, None);
-    let mut body = body.into_data_stream();
+    // Only what the stream needs stays in scope past this block: the task keeps everything in
+    // scope at an await for as long as the stream lives. The router's future is boxed for the
+    // same reason: it is over a kilobyte, and done long before the stream.
+    let opened = {
+        let Ok(response) = Box::pin(router.oneshot(*request)).await;
+        open_stream(response, http10)
+    };
+    let (mut out, mut body) = match opened {
+        Ok(opened) => opened,
+        Err(whole) => {
+            let _ = write_whole(&mut io, whole).await;
+            return;
+        }
+    };
     // The opening chunk (`retry:` and `connected`) is ready at once: it leaves with the head.
     let mut first = body.next().now_or_never();
     // Anything the client sends now is read and dropped, so its hang-up is seen at once.
@@ -163,6 +162,27 @@ pub async fn serve<I>(
     if write_all(&mut io, &mut out, &watch, stall_grace).await {
         let _ = io.shutdown().await;
     }
+}
+
+/// The response head, ready to write, and the stream's body; or the whole response when it is
+/// not a stream (an error), which is written and ends the connection.
+#[allow(clippy::result_large_err)]
+fn open_stream(
+    response: Response<Body>,
+    http10: bool,
+) -> Result<(BytesMut, axum::body::BodyDataStream), Response<Body>> {
+    let is_stream = response.status() == StatusCode::OK
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !is_stream {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    let mut out = BytesMut::new();
+    put_head(&mut out, parts.status, &parts.headers, !http10, None);
+    Ok((out, body.into_data_stream()))
 }
 
 /// Writes `out` and clears it; false when the socket failed or stalled past the grace.
