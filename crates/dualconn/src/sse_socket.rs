@@ -133,11 +133,14 @@ pub async fn serve<I>(
     let mut first = body.next().now_or_never();
     // Anything the client sends now is read and dropped, so its hang-up is seen at once.
     let mut probe = [0u8; 64];
+    // One watch for the stream's life: made afresh per event, it would arm a timer per event.
+    let gave_up = watch.gave_up(stall_grace);
+    tokio::pin!(gave_up);
     loop {
         let next = match first.take() {
             Some(next) => next,
             None => {
-                if !out.is_empty() && !write_all(&mut io, &mut out, &watch, stall_grace).await {
+                if !out.is_empty() && !write_all(&mut io, &mut out, gave_up.as_mut()).await {
                     return;
                 }
                 tokio::select! {
@@ -146,7 +149,7 @@ pub async fn serve<I>(
                         Ok(0) | Err(_) => return,
                         Ok(_) => continue,
                     },
-                    () = watch.gave_up(stall_grace) => return,
+                    () = &mut gave_up => return,
                 }
             }
         };
@@ -159,7 +162,7 @@ pub async fn serve<I>(
     if !http10 {
         out.put_slice(b"0\r\n\r\n");
     }
-    if write_all(&mut io, &mut out, &watch, stall_grace).await {
+    if write_all(&mut io, &mut out, gave_up).await {
         let _ = io.shutdown().await;
     }
 }
@@ -185,19 +188,18 @@ fn open_stream(
     Ok((out, body.into_data_stream()))
 }
 
-/// Writes `out` and clears it; false when the socket failed or stalled past the grace.
+/// Writes `out` and clears it; false when the socket failed or the watch gave up first.
 async fn write_all<I>(
     io: &mut I,
     out: &mut BytesMut,
-    watch: &SlowReaderWatch,
-    grace: Duration,
+    gave_up: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> bool
 where
     I: AsyncWrite + Unpin,
 {
     let written = tokio::select! {
         done = io.write_all(out) => done.is_ok(),
-        () = watch.gave_up(grace) => false,
+        () = gave_up => false,
     };
     out.clear();
     if out.capacity() > HEAD_READ {
@@ -275,12 +277,27 @@ fn put_chunk(out: &mut BytesMut, data: &[u8], chunked: bool) {
         return;
     }
     if chunked {
-        out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        put_hex(out, data.len());
+        out.put_slice(b"\r\n");
         out.put_slice(data);
         out.put_slice(b"\r\n");
     } else {
         out.put_slice(data);
     }
+}
+
+fn put_hex(out: &mut BytesMut, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
 }
 
 /// The socket with the bytes already read put back in front, for hyper.
@@ -427,6 +444,19 @@ mod tests {
             read.len()
         );
         assert!(long.starts_with(&read));
+    }
+
+    #[test]
+    fn chunk_sizes_are_lowercase_hex() {
+        for (n, hex) in [(1, "1"), (15, "f"), (255, "ff"), (4096, "1000"), (0x1a2b3c, "1a2b3c")] {
+            let mut out = BytesMut::new();
+            put_chunk(&mut out, &vec![b'x'; n], true);
+            let expected = format!("{hex}\r\n{}\r\n", "x".repeat(n));
+            assert!(out == expected.as_bytes(), "{n}");
+        }
+        let mut out = BytesMut::new();
+        put_chunk(&mut out, b"", true);
+        assert!(out.is_empty(), "an empty chunk would end the body");
     }
 
     #[tokio::test]
