@@ -448,7 +448,13 @@ mod tests {
 
     #[test]
     fn chunk_sizes_are_lowercase_hex() {
-        for (n, hex) in [(1, "1"), (15, "f"), (255, "ff"), (4096, "1000"), (0x1a2b3c, "1a2b3c")] {
+        for (n, hex) in [
+            (1, "1"),
+            (15, "f"),
+            (255, "ff"),
+            (4096, "1000"),
+            (0x1a2b3c, "1a2b3c"),
+        ] {
             let mut out = BytesMut::new();
             put_chunk(&mut out, &vec![b'x'; n], true);
             let expected = format!("{hex}\r\n{}\r\n", "x".repeat(n));
