@@ -241,56 +241,31 @@ impl TlsStream {
     }
 
     /// Seals `plain` into `sealed` as application data, or, with `None`, a close_notify.
+    /// `process` first deals with whatever rustls has pending (a key update to answer, records
+    /// that arrived whole beside a partial one), so the state it stops at is the one to seal in.
     fn seal(&mut self, plain: Option<&[u8]>, sealed: &mut [u8]) -> io::Result<usize> {
-        self.usable()?;
-        loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
-            let state = state.map_err(|e| {
-                self.failed = true;
-                tls_error(e)
-            })?;
-            let done = match state {
-                ConnectionState::WriteTraffic(mut traffic) => Some(match plain {
-                    Some(plain) => traffic.encrypt(plain, sealed),
-                    None => traffic.queue_close_notify(sealed),
-                }),
-                ConnectionState::EncodeTlsData(mut message) => {
-                    encode_into(&mut self.outgoing, |buf| message.encode(buf))?;
-                    None
-                }
-                ConnectionState::TransmitTlsData(sent) => {
-                    sent.done();
-                    None
-                }
-                // `process` leaves no complete record behind, so this is data that arrived
-                // whole in the same read as a partial one; the next read returns it.
-                ConnectionState::ReadTraffic(mut records) => {
-                    while let Some(record) = records.next_record() {
-                        let record = record.map_err(|e| {
-                            self.failed = true;
-                            tls_error(e)
-                        })?;
-                        self.plaintext.extend_from_slice(record.payload);
-                    }
-                    None
-                }
-                ConnectionState::PeerClosed => {
-                    self.read_closed = true;
-                    None
-                }
-                _ => return Err(io::ErrorKind::BrokenPipe.into()),
-            };
-            self.incoming.drain(..discard);
-            if let Some(done) = done {
-                return done.map_err(|e| match e {
-                    EncryptError::InsufficientSize(_) => {
-                        io::Error::other("a TLS record outgrew its buffer")
-                    }
-                    other => io::Error::other(other.to_string()),
-                });
-            }
+        if self.process()? != Stop::Writable {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        let sealing = match state {
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match plain {
+                Some(plain) => traffic.encrypt(plain, sealed),
+                None => traffic.queue_close_notify(sealed),
+            },
+            Ok(_) => return Err(io::ErrorKind::BrokenPipe.into()),
+            Err(error) => {
+                self.failed = true;
+                return Err(tls_error(error));
+            }
+        };
+        self.incoming.drain(..discard);
+        sealing.map_err(|e| match e {
+            EncryptError::InsufficientSize(_) => {
+                io::Error::other("a TLS record outgrew its buffer")
+            }
+            other => io::Error::other(other.to_string()),
+        })
     }
 
     /// Writes `sealed` after anything already waiting; what the socket will not take now
