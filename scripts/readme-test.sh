@@ -3,17 +3,14 @@
 # token, SSE, WebSocket, publish, rooms, new session, Ctrl-C), the embedding example and `token`. The
 # commands are read from the README's ```sh blocks, not copied here, so an edit to the README
 # is what gets tested. Two changes only: the server binds a free port instead of 8000 (other
-# servers may be running), and it runs the debug profile instead of `--release`.
-# Needs curl and Node.js 20+. Takes about 10 s once built.
+# servers may be running), and `cargo run` runs the debug binaries the test build made
+# (scripts/build-debug.sh) instead of building its own. Needs curl and Node.js 20+. Takes about
+# 10 s once built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# What the README's `cargo run` commands below build, built first so that no wait below runs
-# into a compilation. They build the crate as a user's checkout would, without the
-# dev-dependencies' features (unlike `cargo test` and scripts/build-debug.sh): that build is
-# part of what is tested, and the one build the test command does twice.
-cargo build -p dualconn --locked --quiet
-cargo build -p dualconn --example embedded_game --locked --quiet
+bash scripts/build-debug.sh
+bin=$(cd "${CARGO_TARGET_DIR:-target}/debug" && pwd)
 
 work=$(mktemp -d)
 pids=()
@@ -23,6 +20,31 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# `cargo run` as the README's commands call it, on the binaries built above. Cargo's own
+# `cargo run -p dualconn` would resolve the dependencies' features without the workspace's
+# dev-dependencies and so compile tokio, hyper and most of the rest a second time: two of
+# the test command's ten minutes on a fresh clone. Any other form of the command fails.
+mkdir "$work/shim"
+cat >"$work/shim/cargo" <<SHIM
+#!/usr/bin/env bash
+set -euo pipefail
+[ "\$1" = run ] || { echo "readme-test: cargo \$* is not a README command" >&2; exit 2; }
+shift
+exe=$bin/dualconn
+while [ \$# -gt 0 ]; do
+  case \$1 in
+    --release) shift ;;
+    -p) [ "\$2" = dualconn ] || exit 2; shift 2 ;;
+    --example) exe=$bin/examples/\$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "readme-test: cargo run \$1 is not a README form" >&2; exit 2 ;;
+  esac
+done
+exec "\$exe" "\$@"
+SHIM
+chmod +x "$work/shim/cargo"
+export PATH="$work/shim:$PATH"
 
 fail() { echo "readme-test: $*" >&2; for f in "$work"/*.out "$work"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }; done; exit 1; }
 
@@ -52,9 +74,9 @@ block() {
   return 1
 }
 
-# 1. "cargo run --release -p dualconn -- serve", in the debug profile, on a free port.
+# 1. "cargo run --release -p dualconn -- serve", on a free port.
 serve_cmd=$(grep -m1 -o 'cargo run --release -p dualconn -- serve' "$(block 'cargo run --release -p dualconn -- serve')")
-${serve_cmd/--release /} --bind 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+$serve_cmd --bind 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 server=$!
 pids+=("$server")
 await "$work/serve.err" 'admin key \(shown once\): +dev-admin-'
