@@ -3,6 +3,8 @@
 # connections, 5k players on both transports, about 50k deliveries/s) against server A and B in
 # turn, each pinned to CPU 0 with the load on CPU 1. Prints server CPU-µs per delivery per run.
 #   bash bench/server-ab.sh A_BINARY B_BINARY [ROUNDS]
+# LOAD replaces the fan-out's arguments, e.g. one transport alone:
+#   LOAD="--players 10000 --transport sse --rate 5 --secs 10 --workers 2" bash bench/server-ab.sh A B
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
@@ -13,12 +15,13 @@ export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=100000
 export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
 export DUALCONN_LOG=warn
 port=${PORT:-18900}
+LOAD=${LOAD:---players 5000 --transport both --rate 5 --secs 10 --workers 2}
 one() { # $1 label, $2 binary
   DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "$2" serve >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
-  taskset -c 1 target/release/dualconn-bench fanout --players 5000 --transport both --rate 5 \
-    --secs 10 --workers 2 --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
+  # shellcheck disable=SC2086
+  taskset -c 1 target/release/dualconn-bench fanout $LOAD --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
     | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} deliveries_per_s=${j.deliveries_per_s} gaps=${j.gaps} dups=${j.duplicates}`)})'
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }

@@ -27,6 +27,7 @@ pub mod hub;
 pub mod lifecycle;
 mod random;
 mod server;
+mod shared_socket;
 mod sse_socket;
 pub mod tls;
 pub mod wire;

@@ -341,7 +341,7 @@ fn after_handshake(
 /// socket; everything else is hyper's.
 async fn serve_http1<I>(mut io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
 where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    I: sse_socket::StreamSocket + Send + 'static,
 {
     let first = tokio::select! {
         _ = shutdown.cancelled() => return,

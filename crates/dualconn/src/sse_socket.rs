@@ -24,7 +24,13 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tower::ServiceExt;
 
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
 use crate::http::sse::SlowReaderWatch;
+use crate::hub::{Conn, DirectSocket};
+use crate::shared_socket::SharedTcp;
 
 /// Read per system call while the head arrives; a browser's SSE request is well under this.
 const HEAD_READ: usize = 1024;
@@ -100,17 +106,63 @@ fn sse_request(head: &httparse::Request<'_, '_>, nothing_follows: bool) -> Optio
     request.body(Body::empty()).ok()
 }
 
+/// A connection's socket as an SSE stream writes it.
+pub trait StreamSocket: AsyncRead + AsyncWrite + Unpin + Sized {
+    /// What the stream reads and writes.
+    type Io: AsyncRead + AsyncWrite + Unpin;
+
+    /// The socket for the stream's task, and the handle publishers may write to directly
+    /// when the stream is idle: only a plain TCP socket has one (a TLS stream's state is the
+    /// task's alone).
+    fn for_stream(self, chunked: bool) -> (Self::Io, Option<Arc<dyn DirectSocket>>);
+}
+
+impl StreamSocket for TcpStream {
+    type Io = SharedTcp;
+
+    fn for_stream(self, chunked: bool) -> (SharedTcp, Option<Arc<dyn DirectSocket>>) {
+        let shared = SharedTcp::new(self, chunked);
+        let direct = shared.direct();
+        (shared, Some(direct))
+    }
+}
+
+/// Any other socket (TLS, or a test's pipe) is the task's alone.
+macro_rules! task_only {
+    ($($t:ty),*) => {$(
+        impl StreamSocket for $t {
+            type Io = Self;
+
+            fn for_stream(self, _: bool) -> (Self, Option<Arc<dyn DirectSocket>>) {
+                (self, None)
+            }
+        }
+    )*};
+}
+task_only!(
+    Box<crate::tls::stream::TlsStream>,
+    tokio::io::Empty,
+    tokio::io::DuplexStream
+);
+
+/// Stops direct writes when the stream ends, however it ends.
+struct Attached(Arc<Conn>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.outbox.detach();
+    }
+}
+
 /// Answers an SSE request on `io`: the router decides, then the stream is written here until
 /// it ends, the client goes away, or its writes stall past `stall_grace`.
-pub async fn serve<I>(
-    mut io: I,
+pub async fn serve<S: StreamSocket>(
+    io: S,
     mut request: Box<Request<Body>>,
     router: Router,
     peer: SocketAddr,
     stall_grace: Duration,
-) where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let watch = SlowReaderWatch::default();
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(watch.clone());
@@ -122,6 +174,7 @@ pub async fn serve<I>(
         let Ok(response) = Box::pin(router.oneshot(*request)).await;
         open_stream(response, http10)
     };
+    let (mut io, direct) = io.for_stream(!http10);
     let (mut out, mut body) = match opened {
         Ok(opened) => opened,
         Err(whole) => {
@@ -129,6 +182,11 @@ pub async fn serve<I>(
             return;
         }
     };
+    let Some(conn) = watch.conn() else { return };
+    // Publishers may write directly once the opening is on the wire: set after the first
+    // write, and undone (by the drop) when the stream ends.
+    let mut attach = direct.map(|direct| (direct, Attached(conn.clone())));
+    let mut attached = None;
     // The opening chunk (`retry:` and `connected`) is ready at once: it leaves with the head.
     let mut first = body.next().now_or_never();
     // Anything the client sends now is read and dropped, so its hang-up is seen at once.
@@ -143,6 +201,11 @@ pub async fn serve<I>(
                 if !out.is_empty() && !write_all(&mut io, &mut out, gave_up.as_mut()).await {
                     return;
                 }
+                conn.outbox.written();
+                if let Some((direct, guard)) = attach.take() {
+                    conn.outbox.attach(direct);
+                    attached = Some(guard);
+                }
                 tokio::select! {
                     next = body.next() => next,
                     read = io.read(&mut probe) => match read {
@@ -154,10 +217,20 @@ pub async fn serve<I>(
             }
         };
         match next {
-            Some(Ok(data)) => put_chunk(&mut out, &data, !http10),
+            Some(Ok(data)) => {
+                // What a direct write left unwritten goes before the batch taken after it.
+                if let Some(rest) = conn.outbox.take_rest() {
+                    out.put_slice(&rest);
+                }
+                put_chunk(&mut out, &data, !http10);
+            }
             // The stream ended (the hub closed it, or the server is stopping): end it cleanly.
             Some(Err(_)) | None => break,
         }
+    }
+    drop(attached);
+    if let Some(rest) = conn.outbox.take_rest() {
+        out.put_slice(&rest);
     }
     if !http10 {
         out.put_slice(b"0\r\n\r\n");
@@ -277,8 +350,7 @@ fn put_chunk(out: &mut BytesMut, data: &[u8], chunked: bool) {
         return;
     }
     if chunked {
-        put_hex(out, data.len());
-        out.put_slice(b"\r\n");
+        out.put_slice(chunk_size_line(data.len(), &mut [0; CHUNK_SIZE_LINE]));
         out.put_slice(data);
         out.put_slice(b"\r\n");
     } else {
@@ -286,18 +358,23 @@ fn put_chunk(out: &mut BytesMut, data: &[u8], chunked: bool) {
     }
 }
 
-fn put_hex(out: &mut BytesMut, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
+/// Room for a chunk's size line: 16 hex digits and CRLF.
+pub(crate) const CHUNK_SIZE_LINE: usize = 18;
+
+/// A chunk's size line, `{len:x}\r\n`, without a formatted string.
+pub(crate) fn chunk_size_line(mut len: usize, buf: &mut [u8; CHUNK_SIZE_LINE]) -> &[u8] {
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    let mut at = 16;
     loop {
         at -= 1;
-        digits[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
+        buf[at] = b"0123456789abcdef"[len & 0xf];
+        len >>= 4;
+        if len == 0 {
             break;
         }
     }
-    out.put_slice(&digits[at..]);
+    &buf[at..]
 }
 
 /// The socket with the bytes already read put back in front, for hyper.

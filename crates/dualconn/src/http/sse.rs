@@ -160,6 +160,11 @@ impl SlowReaderWatch {
         self.0.changed.notify_one();
     }
 
+    /// The stream's connection, once the router opened one.
+    pub fn conn(&self) -> Option<Arc<Conn>> {
+        self.0.conn.lock().clone()
+    }
+
     /// Resolves when the watched stream overflowed, or its write has been stuck for `grace`.
     pub async fn gave_up(&self, grace: Duration) {
         loop {

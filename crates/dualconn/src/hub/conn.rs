@@ -136,6 +136,13 @@ impl Conn {
         self.write_began_ms.store(0, Ordering::Relaxed);
     }
 
+    /// A publisher wrote a frame straight to the socket: for SSE, a write that completed.
+    pub(super) fn wrote_directly(&self) {
+        if self.kind == ConnKind::Sse {
+            self.touch();
+        }
+    }
+
     /// Records that a batch went to the socket; [`Conn::touch`] marks it written.
     pub fn write_began(&self) {
         // Zero means "no write yet", so a write in the epoch's first millisecond counts as 1.

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 pub use budget::{Budget, BudgetConfig, Full, RETRY_AFTER, default_max_connections};
 pub use conn::{CloseReason, Conn, ConnKind};
-pub use outbox::{Frame, Outbox, Pushed};
+pub use outbox::{DirectSocket, Frame, Outbox, Pushed, Sent};
 pub use player::{MAX_SAFE_CURSOR, REPLACED_SESSIONS_REMEMBERED, Replay};
 pub use rooms::{RoomError, RoomFigures, RoomId, RoomMember};
 pub use stats::{CounterTotals, Counters, Establishment};
@@ -706,6 +706,13 @@ impl Hub {
                     addressed += 1;
                     true
                 }
+                (Pushed::Written, _) => {
+                    queued += 1;
+                    addressed += 1;
+                    self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+                    conn.wrote_directly();
+                    true
+                }
                 (Pushed::Overflowed, dropped) => {
                     addressed += 1;
                     self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
@@ -738,6 +745,10 @@ impl Hub {
         }
     }
 
+    /// One pass under each shard's lock, with no await: a broadcast is never cut short by a
+    /// caller that gives up (a publisher's HTTP request dropped midway), so every player or
+    /// none gets its number. Idle connections take their event straight from here, one
+    /// system call each (`outbox`), so this is milliseconds of writing for thousands.
     fn broadcast_local(&self, template: &EventTemplate) -> Vec<(PlayerId, Published)> {
         let now = Instant::now();
         let mut out = Vec::new();
@@ -1262,9 +1273,13 @@ impl Hub {
         let (pushed, dropped) = conn
             .outbox
             .push(local_frame(&conn.player, event_type, data));
-        if pushed == Pushed::Overflowed {
-            self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            Counters::add(&self.counters.deliveries_failed, dropped);
+        match pushed {
+            Pushed::Overflowed => {
+                self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.deliveries_failed, dropped);
+            }
+            Pushed::Written => conn.wrote_directly(),
+            Pushed::Queued | Pushed::Closed | Pushed::Duplicate => {}
         }
     }
 }

@@ -3,6 +3,13 @@
 //! Publishers push without ever awaiting; the connection's writer task drains everything queued
 //! in one go, so events that pile up leave in one write. The bound is in bytes, because one
 //! huge event costs as much as thousands of small ones.
+//!
+//! Most pushes find an idle connection: nothing queued, no write in flight, a socket with room.
+//! When the transport has attached a [`DirectSocket`], such a push writes the frame to the
+//! socket itself with one non-blocking call, and the writer task is not woken at all: the
+//! wake-up and the task's polling were most of a delivery's cost beside the write
+//! (BENCHMARKS.md). Anything else queues as before, so the order on the wire is the order of
+//! the pushes and nobody waits for a slow client.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +33,9 @@ pub struct Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
+    /// Handed to the socket at once through the attached [`DirectSocket`]; the writer task was
+    /// not woken (or, when the socket took only part, was woken to finish it).
+    Written,
     /// The frame would have passed the bound: the queue was dropped and the connection is
     /// closing as a slow consumer.
     Overflowed,
@@ -34,6 +44,23 @@ pub enum Pushed {
     /// The connection already has this sequence number (a cluster node can hear of an event
     /// both from history and live); it is not queued again.
     Duplicate,
+}
+
+/// How a transport lets a publisher write to its socket without waking its task.
+pub trait DirectSocket: Send + Sync {
+    /// Frames `frame` as the transport would and writes it with one non-blocking call.
+    fn try_send(&self, frame: &Frame) -> Sent;
+}
+
+/// What one non-blocking write of a frame did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Every byte is in the socket.
+    All,
+    /// The socket took part of the frame; these bytes must go next, before anything else.
+    Part(Bytes),
+    /// Nothing was written (the socket is full or failed): the frame is queued instead.
+    Nothing,
 }
 
 #[derive(Default)]
@@ -45,6 +72,13 @@ struct State {
     close: Option<CloseReason>,
     /// The highest sequence number taken, so no event is queued twice and none out of order.
     last_seq: u64,
+    /// The socket, once the transport has written its opening and lets publishers write.
+    direct: Option<Arc<dyn DirectSocket>>,
+    /// The writer has taken frames (or a rest) that it has not finished writing: a direct
+    /// write now would overtake them.
+    busy: bool,
+    /// The unwritten end of a frame a direct write began; the writer sends it first.
+    rest: Option<Bytes>,
 }
 
 pub struct Outbox {
@@ -100,6 +134,23 @@ impl Outbox {
             self.wake.notify_one();
             self.overflow.notify_waiters();
             return (Pushed::Overflowed, dropped);
+        }
+        if state.frames.is_empty()
+            && !state.busy
+            && let Some(direct) = &state.direct
+        {
+            match direct.try_send(&frame) {
+                Sent::All => return (Pushed::Written, 0),
+                Sent::Part(rest) => {
+                    self.budget.queued(rest.len());
+                    state.rest = Some(rest);
+                    state.busy = true;
+                    drop(state);
+                    self.wake.notify_one();
+                    return (Pushed::Written, 0);
+                }
+                Sent::Nothing => {}
+            }
         }
         state.bytes += frame.json.len();
         self.budget.queued(frame.json.len());
@@ -176,14 +227,17 @@ impl Outbox {
     }
 
     /// Waits until there is something to do: moves every queued frame into `out` and, once the
-    /// queue is empty and closing has begun, returns the reason.
+    /// queue is empty and closing has begun, returns the reason. A batch may be empty when
+    /// only the rest of a direct write waits ([`Outbox::take_rest`]). From a batch until
+    /// [`Outbox::written`], publishers queue instead of writing directly.
     ///
     /// Cancel-safe: frames are moved out only in the same poll that returns.
     pub async fn next(&self, out: &mut Vec<Frame>) -> Option<CloseReason> {
         loop {
             {
                 let mut state = self.state.lock();
-                if !state.frames.is_empty() {
+                if !state.frames.is_empty() || state.rest.is_some() {
+                    state.busy = true;
                     out.extend(state.frames.drain(..));
                     self.budget.drained(state.bytes);
                     state.bytes = 0;
@@ -199,6 +253,30 @@ impl Outbox {
             }
             self.wake.notified().await;
         }
+    }
+
+    /// The transport's socket is ready for direct writes: its opening is written.
+    pub fn attach(&self, direct: Arc<dyn DirectSocket>) {
+        self.state.lock().direct = Some(direct);
+    }
+
+    /// No more direct writes: the transport is done with its socket.
+    pub fn detach(&self) {
+        // Dropped outside the lock: it may be the socket's last handle.
+        let direct = self.state.lock().direct.take();
+        drop(direct);
+    }
+
+    /// The unwritten end of a direct write, to be written ahead of the batch just taken.
+    pub fn take_rest(&self) -> Option<Bytes> {
+        let rest = self.state.lock().rest.take()?;
+        self.budget.drained(rest.len());
+        Some(rest)
+    }
+
+    /// The writer has written everything it took: publishers may write directly again.
+    pub fn written(&self) {
+        self.state.lock().busy = false;
     }
 
     /// Drops everything queued and starts closing with `reason`, unless closing already began.
@@ -222,6 +300,9 @@ impl Outbox {
         state.frames = VecDeque::new();
         self.budget.drained(state.bytes);
         state.bytes = 0;
+        if let Some(rest) = state.rest.take() {
+            self.budget.drained(rest.len());
+        }
         state.close = Some(reason);
         dropped
     }
@@ -266,7 +347,9 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        self.budget.drained(self.state.get_mut().bytes);
+        let state = self.state.get_mut();
+        self.budget
+            .drained(state.bytes + state.rest.as_ref().map_or(0, Bytes::len));
         self.budget.closed();
     }
 }
@@ -498,5 +581,168 @@ mod tests {
         assert_eq!(a.shed(CloseReason::SlowConsumer), None, "already closing");
         drop(a);
         assert_eq!(budget.connections(), 0);
+    }
+
+    /// A socket that records what publishers wrote and takes what the test says.
+    #[derive(Default)]
+    struct FakeSocket {
+        /// How many bytes the next write takes; `None` takes all, `Some(0)` is a full socket.
+        takes: Mutex<Option<usize>>,
+        wire: Mutex<Vec<u8>>,
+    }
+
+    impl DirectSocket for FakeSocket {
+        fn try_send(&self, frame: &Frame) -> Sent {
+            let takes = self.takes.lock().unwrap_or(frame.json.len());
+            if takes == 0 {
+                return Sent::Nothing;
+            }
+            let n = takes.min(frame.json.len());
+            self.wire.lock().extend_from_slice(&frame.json[..n]);
+            if n == frame.json.len() {
+                Sent::All
+            } else {
+                Sent::Part(frame.json.slice(n..))
+            }
+        }
+    }
+
+    fn text(seq: u64, json: &'static str) -> Frame {
+        Frame {
+            seq: Some(seq),
+            json: Bytes::from_static(json.as_bytes()),
+        }
+    }
+
+    /// An outbox with a socket attached and its opening written, as a transport leaves it.
+    async fn attached() -> (Outbox, Arc<FakeSocket>) {
+        let outbox = Outbox::new(100);
+        let socket = Arc::new(FakeSocket::default());
+        outbox.push_unbounded([text(0, "open")]);
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        outbox.attach(socket.clone());
+        outbox.written();
+        (outbox, socket)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_takes_its_event_straight_from_the_publisher() {
+        use futures_util::FutureExt;
+        let (outbox, socket) = attached().await;
+        assert_eq!(outbox.push(text(1, "one")), (Pushed::Written, 0));
+        assert_eq!(outbox.push(text(2, "two")), (Pushed::Written, 0));
+        assert_eq!(&socket.wire.lock()[..], b"onetwo");
+        assert_eq!(outbox.queued_bytes(), 0);
+        let mut out = Vec::new();
+        assert!(
+            outbox.next(&mut out).now_or_never().is_none(),
+            "the writer has nothing to do"
+        );
+        assert_eq!(
+            outbox.push(text(2, "two")).0,
+            Pushed::Duplicate,
+            "a number written directly is not taken again"
+        );
+    }
+
+    #[tokio::test]
+    async fn while_the_writer_holds_a_batch_publishers_queue_behind_it() {
+        let (outbox, socket) = attached().await;
+        *socket.takes.lock() = Some(0);
+        assert_eq!(outbox.push(text(1, "a")).0, Pushed::Queued, "full socket");
+        *socket.takes.lock() = None;
+        assert_eq!(
+            outbox.push(text(2, "b")).0,
+            Pushed::Queued,
+            "something is queued: writing now would overtake it"
+        );
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            outbox.push(text(3, "c")).0,
+            Pushed::Queued,
+            "the writer has not written its batch yet"
+        );
+        outbox.written();
+        out.clear();
+        outbox.next(&mut out).await;
+        outbox.written();
+        assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(3)]);
+        assert_eq!(outbox.push(text(4, "d")).0, Pushed::Written);
+        assert_eq!(
+            &socket.wire.lock()[..],
+            b"d",
+            "only the idle push went direct"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_part_written_frame_goes_before_anything_after_it() {
+        let budget = Arc::new(Budget::new(BudgetConfig::default()));
+        let outbox = Outbox::with_budget(100, budget.clone());
+        let socket = Arc::new(FakeSocket::default());
+        outbox.attach(socket.clone());
+        *socket.takes.lock() = Some(2);
+        assert_eq!(outbox.push(text(1, "hello")).0, Pushed::Written);
+        assert_eq!(budget.queued_bytes(), 3, "the rest counts for the node");
+        *socket.takes.lock() = None;
+        assert_eq!(
+            outbox.push(text(2, "next")).0,
+            Pushed::Queued,
+            "the rest is not written yet"
+        );
+        let mut out = Vec::new();
+        assert_eq!(outbox.next(&mut out).await, None);
+        assert_eq!(outbox.take_rest().as_deref(), Some(&b"llo"[..]));
+        assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(2)]);
+        assert_eq!(budget.queued_bytes(), 0);
+        assert_eq!(outbox.take_rest(), None);
+    }
+
+    #[tokio::test]
+    async fn a_rest_alone_wakes_the_writer_with_an_empty_batch() {
+        let (outbox, socket) = attached().await;
+        *socket.takes.lock() = Some(1);
+        outbox.push(text(1, "ab"));
+        let mut out = Vec::new();
+        assert_eq!(outbox.next(&mut out).await, None);
+        assert!(out.is_empty());
+        assert_eq!(outbox.take_rest().as_deref(), Some(&b"b"[..]));
+        // Closing waits for the rest to be written, then ends.
+        *socket.takes.lock() = Some(1);
+        outbox.written();
+        outbox.push(text(2, "cd"));
+        outbox.close(None, CloseReason::ServerShutdown);
+        assert_eq!(outbox.next(&mut out).await, None);
+        assert_eq!(outbox.take_rest().as_deref(), Some(&b"d"[..]));
+        outbox.written();
+        assert_eq!(
+            outbox.next(&mut out).await,
+            Some(CloseReason::ServerShutdown)
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_directly_once_closing_or_detached() {
+        let (outbox, socket) = attached().await;
+        outbox.detach();
+        assert_eq!(outbox.push(text(1, "a")).0, Pushed::Queued);
+        let (closing, socket2) = attached().await;
+        closing.close(None, CloseReason::SessionReplaced);
+        assert_eq!(closing.push(text(1, "a")).0, Pushed::Closed);
+        assert!(socket.wire.lock().is_empty() && socket2.wire.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_the_bound_overflows_even_on_an_idle_socket() {
+        let (outbox, socket) = attached().await;
+        let big = Frame {
+            seq: Some(1),
+            json: Bytes::from(vec![b'x'; 101]),
+        };
+        assert_eq!(outbox.push(big).0, Pushed::Overflowed);
+        assert!(socket.wire.lock().is_empty());
     }
 }

@@ -345,6 +345,87 @@ async fn an_idle_sse_client_that_hangs_up_leaves_at_once() {
     .await;
 }
 
+/// The body of a chunked response read so far, if it ends on a chunk's end; panics on a
+/// chunk that is not framed as HTTP/1.1 says.
+fn dechunk(wire: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(wire).ok()?;
+    let (_, mut chunks) = text.split_once("\r\n\r\n")?;
+    let mut body = String::new();
+    while !chunks.is_empty() {
+        let (size, rest) = chunks.split_once("\r\n")?;
+        let size = usize::from_str_radix(size, 16).expect("a hex chunk size");
+        if rest.len() < size + 2 {
+            return None;
+        }
+        body.push_str(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], "\r\n", "a chunk ends with CRLF");
+        chunks = &rest[size + 2..];
+    }
+    Some(body)
+}
+
+/// Publishers write an idle stream's events to its socket themselves; a socket that fills
+/// midway leaves part of an event for the stream's task, and what was queued meanwhile waits
+/// behind it. Read late, the stream must still be whole chunks holding every event once, in
+/// order.
+#[tokio::test]
+async fn a_stream_whose_socket_fills_midway_still_gets_every_event_once_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Room to queue what the kernel does not take, so the reader is slow but never dropped.
+    let server = Server::start_with(|s| s.outbox_bytes = Some(64 << 20)).await;
+    // A small receive buffer, so what the server writes piles up in its send buffer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut socket = socket.connect(server.addr).await.unwrap();
+    let token = server.token("hana");
+    let head = format!("GET /sse/hana?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut wire = read_until(&mut socket, "\"connected\"").await.into_bytes();
+
+    // 64 KiB events, 8 MiB in all: more than a socket's send buffer grows to here (4 MiB,
+    // `net.ipv4.tcp_wmem`), so the kernel stops taking them, and the one that meets the edge
+    // is taken in part.
+    let pad = "x".repeat(64 * 1024);
+    let mut numbers = Vec::new();
+    for n in 0..128 {
+        let published = server
+            .publish(&["hana"], "chat", json!({"n": n, "pad": pad}))
+            .await;
+        numbers.push(published["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    let last = numbers[numbers.len() - 1];
+    // Everything after the head is chunks; their sizes must frame the body exactly.
+    let body = within(async {
+        loop {
+            if let Some(body) = dechunk(&wire)
+                && body.contains(&format!("id: {last}\n"))
+                && body.ends_with("\n\n")
+            {
+                return body;
+            }
+            let mut buf = [0u8; 16 * 1024];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended");
+            wire.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let ids: Vec<u64> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, numbers, "every event once, in order");
+    let events = body
+        .lines()
+        .filter(|l| l.contains("\"event_type\":\"chat\""));
+    for (n, line) in events.enumerate() {
+        let event: serde_json::Value =
+            serde_json::from_str(line.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(event["data"]["n"], n, "whole events, in order");
+    }
+}
+
 #[tokio::test]
 async fn an_http_1_0_client_gets_the_stream_delimited_by_the_connection() {
     let server = Server::start().await;
