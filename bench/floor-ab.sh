@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One server binary against the raw TCP floor, interleaved, at the fan-out row's load on one
+# transport: 10k connections, 5 broadcasts/s (50k deliveries/s), server on CPU 0, load on
+# CPU 1. Prints CPU-µs per delivery and latency per run; ratios are taken within one run.
+#   bash bench/floor-ab.sh SERVER_BINARY [TRANSPORT=sse] [ROUNDS=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server=$1 transport=${2:-sse} rounds=${3:-2}
+cargo build --release --locked -q -p dualconn-bench
+BIN=target/release
+export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
+export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
+export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
+export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+export DUALCONN_LOG=warn
+port=${PORT:-18970}
+show() {
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})'
+}
+for _ in $(seq "$rounds"); do
+  taskset -c 0 "$BIN/tcp-floor" --port "$port" >/dev/null 2>&1 &
+  pid=$!
+  sleep 0.5
+  taskset -c 1 "$BIN/dualconn-bench" fanout --players 10000 --transport floor --rate 5 --secs 10 --workers 2 \
+    --connect-concurrency 64 --label floor --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null | show
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "$server" serve >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
+  taskset -c 1 "$BIN/dualconn-bench" fanout --players 10000 --transport "$transport" --rate 5 --secs 10 --workers 2 \
+    --label "dualconn-$transport" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null | show
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+done
