@@ -124,6 +124,8 @@ fn expiry_deadline(token_expires: SystemTime) -> (Instant, bool) {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
+        // Publishers stop writing to the socket before the transport writes its end.
+        self.conn.outbox.detach();
         self.hub.disconnect(&self.conn);
         if self.conn.outbox.closing() == Some(CloseReason::SlowConsumer) {
             tracing::debug!(player = %self.conn.player, conn = %self.conn.id, "slow consumer closed");

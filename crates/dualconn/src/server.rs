@@ -30,6 +30,7 @@ use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
 use crate::hub::{Hub, HubConfig};
 use crate::lifecycle;
+use crate::shared_socket::{SharedSocket, StreamSocket};
 use crate::sse_socket::{self, First, Prefixed};
 use crate::tls::{ALPN_H2, Tls, TlsError};
 
@@ -339,10 +340,11 @@ fn after_handshake(
 
 /// HTTP/1.1: an SSE stream as its first request is written by `sse_socket` straight to the
 /// socket; everything else is hyper's.
-async fn serve_http1<I>(mut io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+async fn serve_http1<S>(io: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
 where
-    I: sse_socket::StreamSocket + Send + 'static,
+    S: StreamSocket,
 {
+    let (mut io, socket) = io.shared();
     let first = tokio::select! {
         _ = shutdown.cancelled() => return,
         first = tokio::time::timeout(
@@ -352,21 +354,34 @@ where
     };
     match first {
         Ok(Ok(First::Sse(request))) => {
-            sse_socket::serve(io, request, router, peer, SSE_STALL_GRACE).await;
+            sse_socket::serve(io, socket, request, router, peer, SSE_STALL_GRACE).await;
         }
         // Boxed: hyper's connection state is larger than an SSE stream's, and every idle
         // stream's task would otherwise be allocated at its size.
         Ok(Ok(First::Other(read))) => {
-            Box::pin(serve_hyper(Prefixed::new(read, io), peer, router, shutdown)).await;
+            Box::pin(serve_hyper(
+                Prefixed::new(read, io),
+                socket,
+                peer,
+                router,
+                shutdown,
+            ))
+            .await;
         }
         // The socket failed, or no complete head arrived in time.
         Ok(Err(_)) | Err(_) => {}
     }
 }
 
-/// HTTP/1.1 with upgrades, closed gracefully on shutdown.
-async fn serve_hyper<I>(io: I, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+/// HTTP/1.1 by hyper. A WebSocket upgraded here finds `socket` among its request's
+/// extensions, to let publishers write to it.
+async fn serve_hyper<I>(
+    io: I,
+    socket: Option<Arc<SharedSocket>>,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let watch = SlowReaderWatch::default();
@@ -374,6 +389,9 @@ where
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(watch.clone());
+        if let Some(socket) = &socket {
+            req.extensions_mut().insert(socket.clone());
+        }
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
     });
@@ -503,6 +521,7 @@ mod tests {
         let request = Box::new(axum::http::Request::new(axum::body::Body::empty()));
         let stream_task = sse_socket::serve(
             tokio::io::empty(),
+            None,
             request,
             Router::new(),
             addr,

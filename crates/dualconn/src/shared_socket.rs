@@ -1,10 +1,14 @@
-//! A plain TCP socket under an SSE stream, shared by the stream's task and the publishers.
+//! A plain TCP connection's socket, shared by the connection's task and the publishers.
 //!
-//! The task reads and writes it as any socket. A publisher that finds the stream idle (nothing
-//! queued, no write in flight: the outbox decides) frames its event and writes it with one
-//! non-blocking call, without waking the task (`hub::outbox`). Both go through `&TcpStream`,
-//! whose readiness tokio tracks for either caller; the socket stays open until the last
-//! handle is gone, so a publisher never writes to a descriptor number that was reused.
+//! The task reads and writes it as any socket (hyper, the WebSocket library and the SSE writer
+//! all sit on it). A publisher that finds a stream idle (nothing queued, no write in flight:
+//! the outbox decides) frames its event and writes it with one non-blocking call, without
+//! waking the task (`hub::outbox`). Frames never interleave on the wire: whoever begins a frame
+//! finishes it before anyone else writes. A publisher's frame that the socket took only in
+//! part keeps its end here, and the task writes that end before any byte of its own. A task
+//! that has begun writing (a batch, a ping, a pong the WebSocket library owes) holds the
+//! socket until it flushes. The socket stays open until the last handle is gone, so a
+//! publisher never writes to a descriptor number that was reused.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -13,31 +17,86 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::hub::{DirectSocket, Frame, Sent};
 use crate::sse_socket::{CHUNK_SIZE_LINE, chunk_size_line};
 
-/// The socket and how its stream frames an event.
-pub struct SseSocket {
+/// The socket, and whose turn it is to write.
+pub struct SharedSocket {
     tcp: TcpStream,
-    /// HTTP/1.1 streams are chunked; an HTTP/1.0 stream is the raw body until the close.
-    chunked: bool,
+    turn: Mutex<Turn>,
 }
 
-/// The task's handle: the socket as `AsyncRead`/`AsyncWrite`, through `&TcpStream`.
-pub struct SharedTcp(Arc<SseSocket>);
+#[derive(Default)]
+struct Turn {
+    /// The task has written bytes and not flushed yet: one of its frames may be cut midway.
+    task_writing: bool,
+    /// The unwritten end of a frame a publisher began.
+    rest: Option<Bytes>,
+}
+
+/// How a stream frames one event on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// An HTTP/1.1 SSE body: each event in a chunk of its own.
+    SseChunked,
+    /// An HTTP/1.0 SSE body, delimited by the connection's end.
+    SseRaw,
+    /// One WebSocket text frame, unmasked as a server sends it.
+    WsText,
+}
+
+/// What a publisher writes through: the socket and its stream's framing.
+struct Direct {
+    socket: Arc<SharedSocket>,
+    framing: Framing,
+}
+
+/// The task's handle: the socket as `AsyncRead`/`AsyncWrite`.
+pub struct SharedTcp(Arc<SharedSocket>);
 
 impl SharedTcp {
-    pub fn new(tcp: TcpStream, chunked: bool) -> SharedTcp {
-        SharedTcp(Arc::new(SseSocket { tcp, chunked }))
+    pub fn new(tcp: TcpStream) -> SharedTcp {
+        SharedTcp(Arc::new(SharedSocket {
+            tcp,
+            turn: Mutex::default(),
+        }))
     }
 
-    /// The handle publishers write through, for `Outbox::attach`.
-    pub fn direct(&self) -> Arc<dyn DirectSocket> {
+    pub fn socket(&self) -> Arc<SharedSocket> {
         self.0.clone()
+    }
+}
+
+impl SharedSocket {
+    /// The handle publishers write events through, for `Outbox::attach`.
+    pub fn direct(self: &Arc<Self>, framing: Framing) -> Arc<dyn DirectSocket> {
+        Arc::new(Direct {
+            socket: self.clone(),
+            framing,
+        })
+    }
+
+    /// Writes what is left of a publisher's frame; Pending until all of it is in the socket.
+    fn finish_rest(&self, turn: &mut Turn, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = &mut turn.rest {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write(rest) {
+                Ok(n) => {
+                    rest.advance(n);
+                    if rest.is_empty() {
+                        turn.rest = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -49,31 +108,60 @@ thread_local! {
 /// A larger scratch than this, left by a big event, is given back.
 const SCRATCH_KEPT: usize = 64 * 1024;
 
-impl DirectSocket for SseSocket {
+impl DirectSocket for Direct {
     fn try_send(&self, frame: &Frame) -> Sent {
-        SCRATCH.with_borrow_mut(|body| {
-            body.clear();
-            crate::http::sse::encode(std::slice::from_ref(frame), body);
-            let mut size = [0u8; CHUNK_SIZE_LINE];
-            let (head, tail): (&[u8], &[u8]) = if self.chunked {
-                (chunk_size_line(body.len(), &mut size), b"\r\n")
-            } else {
-                (b"", b"")
+        let mut turn = self.socket.turn.lock();
+        if turn.task_writing || turn.rest.is_some() {
+            return Sent::Nothing;
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut head = [0u8; CHUNK_SIZE_LINE];
+            let (head, body, tail): (&[u8], &[u8], &[u8]) = match self.framing {
+                Framing::SseChunked | Framing::SseRaw => {
+                    scratch.clear();
+                    crate::http::sse::encode(std::slice::from_ref(frame), scratch);
+                    if self.framing == Framing::SseChunked {
+                        (chunk_size_line(scratch.len(), &mut head), scratch, b"\r\n")
+                    } else {
+                        (b"", scratch, b"")
+                    }
+                }
+                Framing::WsText => (ws_text_head(frame.json.len(), &mut head), &frame.json, b""),
             };
-            let parts = [head, &body[..], tail];
-            // One system call for the chunk's three parts, without copying them together.
-            let slices = parts.map(IoSlice::new);
-            let sent = match self.tcp.try_write_vectored(&slices) {
+            let parts = [head, body, tail];
+            // One system call for the frame's parts, without copying them together.
+            let sent = match self.socket.tcp.try_write_vectored(&parts.map(IoSlice::new)) {
                 Ok(n) if n == parts.iter().map(|p| p.len()).sum::<usize>() => Sent::All,
-                Ok(n) => Sent::Part(rest_after(&parts, n)),
+                Ok(n) => {
+                    turn.rest = Some(rest_after(&parts, n));
+                    Sent::Part
+                }
                 // Full, or failed: the task meets the same error on its next write and ends.
                 Err(_) => Sent::Nothing,
             };
-            if body.capacity() > SCRATCH_KEPT {
-                *body = BytesMut::new();
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = BytesMut::new();
             }
             sent
         })
+    }
+}
+
+/// RFC 6455 §5.2: FIN and opcode 1 (text), no mask, and the payload length in 7, 7+16 or
+/// 7+64 bits.
+fn ws_text_head(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE]) -> &[u8] {
+    buf[0] = 0x81;
+    if len < 126 {
+        buf[1] = len as u8;
+        &buf[..2]
+    } else if let Ok(len) = u16::try_from(len) {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&len.to_be_bytes());
+        &buf[..4]
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        &buf[..10]
     }
 }
 
@@ -96,8 +184,8 @@ impl AsyncRead for SharedTcp {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.tcp.poll_read_ready(cx))?;
-            // The stream only reads into small buffers that are initialized already, so this
-            // fills nothing.
+            // Zero-fills only what was never initialized: the WebSocket library and the SSE
+            // writer read into initialized buffers, hyper into its request buffer.
             match self.0.tcp.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
@@ -117,25 +205,74 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let socket = &self.0;
+        let mut turn = socket.turn.lock();
+        // Held from the first byte to the flush, so no publisher's frame lands inside ours.
+        turn.task_writing = true;
+        ready!(socket.finish_rest(&mut turn, cx))?;
         loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write(data) {
+            ready!(socket.tcp.poll_write_ready(cx))?;
+            match socket.tcp.try_write(data) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return Poll::Ready(done),
             }
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let socket = &self.0;
+        let mut turn = socket.turn.lock();
+        ready!(socket.finish_rest(&mut turn, cx))?;
+        // Everything the task began is written: publishers may write whole frames again.
+        turn.task_writing = false;
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
         // The end of the stream, sent now: a publisher's handle may keep the socket open a
         // little longer.
         Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(Shutdown::Write))
     }
 }
+
+/// A connection's socket as its task takes it.
+pub trait StreamSocket: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    /// What the task reads and writes.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The socket for the task, and the handle that lets publishers write to it directly:
+    /// only a plain TCP socket has one (a TLS stream's state is the task's alone).
+    fn shared(self) -> (Self::Io, Option<Arc<SharedSocket>>);
+}
+
+impl StreamSocket for TcpStream {
+    type Io = SharedTcp;
+
+    fn shared(self) -> (SharedTcp, Option<Arc<SharedSocket>>) {
+        let shared = SharedTcp::new(self);
+        let socket = shared.socket();
+        (shared, Some(socket))
+    }
+}
+
+/// Any other socket (TLS, or a test's pipe) is the task's alone.
+macro_rules! task_only {
+    ($($t:ty),*) => {$(
+        impl StreamSocket for $t {
+            type Io = Self;
+
+            fn shared(self) -> (Self, Option<Arc<SharedSocket>>) {
+                (self, None)
+            }
+        }
+    )*};
+}
+task_only!(
+    Box<crate::tls::stream::TlsStream>,
+    tokio::io::Empty,
+    tokio::io::DuplexStream
+);
 
 #[cfg(test)]
 mod tests {
@@ -149,5 +286,95 @@ mod tests {
         assert_eq!(rest_after(&parts, 3), &b"hello\r\n"[..]);
         assert_eq!(rest_after(&parts, 9), &b"\n"[..]);
         assert_eq!(rest_after(&parts, 10), &b""[..]);
+    }
+
+    /// A connected pair over loopback: the server side shared, the client side plain.
+    async fn pair() -> (SharedTcp, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (SharedTcp::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    fn frame(len: usize, byte: u8) -> Frame {
+        Frame {
+            seq: Some(1),
+            json: Bytes::from(vec![byte; len]),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_task_writes_the_end_of_a_publishers_frame_before_its_own_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut shared, mut client) = pair().await;
+        let direct = shared.socket().direct(Framing::SseRaw);
+        // Publish until the socket takes an event only in part (the client reads nothing).
+        let mut sent = Vec::new();
+        loop {
+            let byte = b'a' + (sent.len() % 26) as u8;
+            let outcome = direct.try_send(&frame(100_000, byte));
+            assert_ne!(
+                outcome,
+                Sent::Nothing,
+                "a full socket takes part of a frame first"
+            );
+            sent.push(byte);
+            if outcome == Sent::Part {
+                break;
+            }
+        }
+        assert_eq!(
+            direct.try_send(&frame(10, b'!')),
+            Sent::Nothing,
+            "nothing starts before the end is written"
+        );
+        // The task's own bytes go after the publisher's end, however the socket drains.
+        let reader = tokio::spawn(async move {
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            wire
+        });
+        shared.write_all(b"data: own\n\n").await.unwrap();
+        shared.shutdown().await.unwrap();
+        drop((shared, direct));
+        let wire = reader.await.unwrap();
+        let mut expected = Vec::new();
+        for byte in sent {
+            let mut event = b"id: 1\ndata: ".to_vec();
+            event.resize(event.len() + 100_000, byte);
+            event.extend_from_slice(b"\n\n");
+            expected.extend_from_slice(&event);
+        }
+        expected.extend_from_slice(b"data: own\n\n");
+        assert!(
+            wire == expected,
+            "{} bytes, expected {}",
+            wire.len(),
+            expected.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn while_the_task_is_writing_publishers_keep_off_the_socket() {
+        use tokio::io::AsyncWriteExt;
+        let (mut shared, _client) = pair().await;
+        let direct = shared.socket().direct(Framing::WsText);
+        shared.write_all(b"part of a frame").await.unwrap();
+        assert_eq!(direct.try_send(&frame(10, b'x')), Sent::Nothing);
+        shared.flush().await.unwrap();
+        assert_eq!(direct.try_send(&frame(10, b'x')), Sent::All);
+    }
+
+    #[test]
+    fn websocket_text_frames_carry_their_length_as_rfc_6455_says() {
+        let mut buf = [0u8; CHUNK_SIZE_LINE];
+        assert_eq!(ws_text_head(5, &mut buf), [0x81, 5]);
+        assert_eq!(ws_text_head(125, &mut buf), [0x81, 125]);
+        assert_eq!(ws_text_head(126, &mut buf), [0x81, 126, 0, 126]);
+        assert_eq!(ws_text_head(65_535, &mut buf), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(
+            ws_text_head(65_536, &mut buf),
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
     }
 }

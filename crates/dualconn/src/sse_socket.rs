@@ -26,11 +26,8 @@ use tower::ServiceExt;
 
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
 use crate::http::sse::SlowReaderWatch;
-use crate::hub::{Conn, DirectSocket};
-use crate::shared_socket::SharedTcp;
+use crate::shared_socket::{Framing, SharedSocket};
 
 /// Read per system call while the head arrives; a browser's SSE request is well under this.
 const HEAD_READ: usize = 1024;
@@ -106,63 +103,19 @@ fn sse_request(head: &httparse::Request<'_, '_>, nothing_follows: bool) -> Optio
     request.body(Body::empty()).ok()
 }
 
-/// A connection's socket as an SSE stream writes it.
-pub trait StreamSocket: AsyncRead + AsyncWrite + Unpin + Sized {
-    /// What the stream reads and writes.
-    type Io: AsyncRead + AsyncWrite + Unpin;
-
-    /// The socket for the stream's task, and the handle publishers may write to directly
-    /// when the stream is idle: only a plain TCP socket has one (a TLS stream's state is the
-    /// task's alone).
-    fn for_stream(self, chunked: bool) -> (Self::Io, Option<Arc<dyn DirectSocket>>);
-}
-
-impl StreamSocket for TcpStream {
-    type Io = SharedTcp;
-
-    fn for_stream(self, chunked: bool) -> (SharedTcp, Option<Arc<dyn DirectSocket>>) {
-        let shared = SharedTcp::new(self, chunked);
-        let direct = shared.direct();
-        (shared, Some(direct))
-    }
-}
-
-/// Any other socket (TLS, or a test's pipe) is the task's alone.
-macro_rules! task_only {
-    ($($t:ty),*) => {$(
-        impl StreamSocket for $t {
-            type Io = Self;
-
-            fn for_stream(self, _: bool) -> (Self, Option<Arc<dyn DirectSocket>>) {
-                (self, None)
-            }
-        }
-    )*};
-}
-task_only!(
-    Box<crate::tls::stream::TlsStream>,
-    tokio::io::Empty,
-    tokio::io::DuplexStream
-);
-
-/// Stops direct writes when the stream ends, however it ends.
-struct Attached(Arc<Conn>);
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.0.outbox.detach();
-    }
-}
-
 /// Answers an SSE request on `io`: the router decides, then the stream is written here until
-/// it ends, the client goes away, or its writes stall past `stall_grace`.
-pub async fn serve<S: StreamSocket>(
-    io: S,
+/// it ends, the client goes away, or its writes stall past `stall_grace`. With `socket`,
+/// publishers write events to an idle stream themselves.
+pub async fn serve<I>(
+    mut io: I,
+    socket: Option<Arc<SharedSocket>>,
     mut request: Box<Request<Body>>,
     router: Router,
     peer: SocketAddr,
     stall_grace: Duration,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
     let watch = SlowReaderWatch::default();
     request.extensions_mut().insert(ConnectInfo(peer));
     request.extensions_mut().insert(watch.clone());
@@ -174,7 +127,6 @@ pub async fn serve<S: StreamSocket>(
         let Ok(response) = Box::pin(router.oneshot(*request)).await;
         open_stream(response, http10)
     };
-    let (mut io, direct) = io.for_stream(!http10);
     let (mut out, mut body) = match opened {
         Ok(opened) => opened,
         Err(whole) => {
@@ -183,10 +135,14 @@ pub async fn serve<S: StreamSocket>(
         }
     };
     let Some(conn) = watch.conn() else { return };
-    // Publishers may write directly once the opening is on the wire: set after the first
-    // write, and undone (by the drop) when the stream ends.
-    let mut attach = direct.map(|direct| (direct, Attached(conn.clone())));
-    let mut attached = None;
+    // Publishers may write directly once the opening is on the wire; the hub stops them when
+    // the stream's delivery ends, before the last chunk.
+    let framing = if http10 {
+        Framing::SseRaw
+    } else {
+        Framing::SseChunked
+    };
+    let mut attach = socket.map(|socket| socket.direct(framing));
     // The opening chunk (`retry:` and `connected`) is ready at once: it leaves with the head.
     let mut first = body.next().now_or_never();
     // Anything the client sends now is read and dropped, so its hang-up is seen at once.
@@ -198,13 +154,12 @@ pub async fn serve<S: StreamSocket>(
         let next = match first.take() {
             Some(next) => next,
             None => {
-                if !out.is_empty() && !write_all(&mut io, &mut out, gave_up.as_mut()).await {
+                if !write_all(&mut io, &mut out, gave_up.as_mut()).await {
                     return;
                 }
                 conn.outbox.written();
-                if let Some((direct, guard)) = attach.take() {
+                if let Some(direct) = attach.take() {
                     conn.outbox.attach(direct);
-                    attached = Some(guard);
                 }
                 tokio::select! {
                     next = body.next() => next,
@@ -217,20 +172,10 @@ pub async fn serve<S: StreamSocket>(
             }
         };
         match next {
-            Some(Ok(data)) => {
-                // What a direct write left unwritten goes before the batch taken after it.
-                if let Some(rest) = conn.outbox.take_rest() {
-                    out.put_slice(&rest);
-                }
-                put_chunk(&mut out, &data, !http10);
-            }
+            Some(Ok(data)) => put_chunk(&mut out, &data, !http10),
             // The stream ended (the hub closed it, or the server is stopping): end it cleanly.
             Some(Err(_)) | None => break,
         }
-    }
-    drop(attached);
-    if let Some(rest) = conn.outbox.take_rest() {
-        out.put_slice(&rest);
     }
     if !http10 {
         out.put_slice(b"0\r\n\r\n");
@@ -270,8 +215,14 @@ async fn write_all<I>(
 where
     I: AsyncWrite + Unpin,
 {
+    // Flushed even with nothing to write: a publisher's event the socket took only in part
+    // is finished by the flush.
+    let write = async {
+        io.write_all(out).await?;
+        io.flush().await
+    };
     let written = tokio::select! {
-        done = io.write_all(out) => done.is_ok(),
+        done = write => done.is_ok(),
         () = gave_up => false,
     };
     out.clear();

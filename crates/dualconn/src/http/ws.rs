@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -27,20 +27,31 @@ use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
-use crate::hub::{CloseReason, ConnKind};
+use crate::hub::{CloseReason, ConnKind, DirectSocket};
+use crate::shared_socket::{Framing, SharedSocket};
 use crate::wire::{self, InboundKind, local};
 
 /// `GET /api/ws`: the player comes from the token.
 pub async fn preferred(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    socket: Option<Extension<Arc<SharedSocket>>>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    open(&app, peer, &headers, &uri, PathPlayer::FromToken, ws)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let socket = socket.map(|Extension(s)| s);
+    open(
+        &app,
+        peer,
+        socket,
+        &headers,
+        &uri,
+        PathPlayer::FromToken,
+        ws,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/ws/{player_id}` and `/ws/{player_id}`: deprecated, same behaviour, and the path
@@ -48,6 +59,7 @@ pub async fn preferred(
 pub async fn deprecated(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    socket: Option<Extension<Arc<SharedSocket>>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
     uri: Uri,
@@ -55,7 +67,8 @@ pub async fn deprecated(
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    let mut response = open(&app, peer, &headers, &uri, player, ws)
+    let socket = socket.map(|Extension(s)| s);
+    let mut response = open(&app, peer, socket, &headers, &uri, player, ws)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     super::deprecate(&mut response, "</api/ws>; rel=\"successor-version\"");
@@ -65,6 +78,7 @@ pub async fn deprecated(
 async fn open(
     app: &AppState,
     peer: SocketAddr,
+    socket: Option<Arc<SharedSocket>>,
     headers: &HeaderMap,
     uri: &Uri,
     path: PathPlayer<'_>,
@@ -88,6 +102,7 @@ async fn open(
     };
     let tracker = app.tracker.clone();
     let runner = app.commands.clone();
+    let direct = socket;
     let state = app.clone();
     Ok(ws
         .protocols(["bearer"])
@@ -99,7 +114,7 @@ async fn open(
         .max_message_size(app.config.max_message_bytes)
         .max_frame_size(app.config.max_message_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |ws| {
             let took = arrived.elapsed();
             state
                 .hub
@@ -109,7 +124,8 @@ async fn open(
             state
                 .metrics
                 .record_establishment(ConnKind::WebSocket, took);
-            tracker.track_future(serve(socket, delivery, options, runner))
+            let direct = direct.map(|s| s.direct(Framing::WsText));
+            tracker.track_future(serve(ws, delivery, options, runner, direct))
         }))
 }
 
@@ -139,8 +155,15 @@ pub struct Options {
 }
 
 /// Runs one WebSocket until it ends. Every exit path drops `delivery`, which leaves the hub.
-pub async fn serve<S>(socket: S, mut delivery: Delivery, options: Options, runner: Runner)
-where
+/// With `direct`, publishers write events to the socket themselves while it is idle, from the
+/// moment the opening batch is written.
+pub async fn serve<S>(
+    socket: S,
+    mut delivery: Delivery,
+    options: Options,
+    runner: Runner,
+    mut direct: Option<Arc<dyn DirectSocket>>,
+) where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let (mut sink, stream) = socket.split();
@@ -153,6 +176,8 @@ where
         tokio::select! {
             next = delivery.next() => match next {
                 Next::Frames(frames) => {
+                    // Flushed even when empty: a publisher's frame the socket took only in part
+                    // is finished by the flush.
                     let write = async {
                         for frame in &frames {
                             let text = Utf8Bytes::try_from(frame.json.clone())
@@ -170,13 +195,18 @@ where
                     delivery.finished(frames, outcome);
                     if !outcome {
                         if let Some(reason) = delivery.conn().outbox.closing() {
-                            close(&mut sink, reason.ws_close(), options.write_timeout).await;
+                            close(&delivery, &mut sink, reason.ws_close(), options.write_timeout).await;
                         }
                         return;
                     }
+                    let outbox = &delivery.conn().outbox;
+                    outbox.written();
+                    if let Some(direct) = direct.take() {
+                        outbox.attach(direct);
+                    }
                 }
                 Next::Close(reason) => {
-                    close(&mut sink, reason.ws_close(), options.write_timeout).await;
+                    close(&delivery, &mut sink, reason.ws_close(), options.write_timeout).await;
                     return;
                 }
             },
@@ -192,14 +222,15 @@ where
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => delivery.conn().touch(),
                 Some(Ok(Message::Close(_))) => {
                     // Finish the closing handshake: the library queued the echo of the peer's
-                    // close frame, and it only leaves on a flush.
+                    // close frame, and it only leaves on a flush. Nothing may follow it.
+                    delivery.conn().outbox.detach();
                     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
                     return;
                 }
                 None => return,
                 Some(Err(e)) => {
                     if let Some(code) = close_code_for(e) {
-                        close(&mut sink, code, options.write_timeout).await;
+                        close(&delivery, &mut sink, code, options.write_timeout).await;
                     }
                     return;
                 }
@@ -275,10 +306,16 @@ impl<S: Stream + Unpin> Stream for WokenReader<S> {
     }
 }
 
-async fn close<S>(sink: &mut S, (code, reason): (u16, &'static str), patience: Duration)
-where
+async fn close<S>(
+    delivery: &Delivery,
+    sink: &mut S,
+    (code, reason): (u16, &'static str),
+    patience: Duration,
+) where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    // The close frame is the last frame: no publisher writes after it.
+    delivery.conn().outbox.detach();
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),

@@ -53,13 +53,14 @@ pub trait DirectSocket: Send + Sync {
 }
 
 /// What one non-blocking write of a frame did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// Every byte is in the socket.
     All,
-    /// The socket took part of the frame; these bytes must go next, before anything else.
-    Part(Bytes),
-    /// Nothing was written (the socket is full or failed): the frame is queued instead.
+    /// The socket took part of the frame and keeps the rest, which it writes before anything
+    /// else; the writer must flush it.
+    Part,
+    /// Nothing was written (the socket is full, busy or failed): the frame is queued instead.
     Nothing,
 }
 
@@ -74,11 +75,11 @@ struct State {
     last_seq: u64,
     /// The socket, once the transport has written its opening and lets publishers write.
     direct: Option<Arc<dyn DirectSocket>>,
-    /// The writer has taken frames (or a rest) that it has not finished writing: a direct
-    /// write now would overtake them.
+    /// The writer has taken frames that it has not finished writing: a direct write now
+    /// would overtake them.
     busy: bool,
-    /// The unwritten end of a frame a direct write began; the writer sends it first.
-    rest: Option<Bytes>,
+    /// A direct write left part of a frame in the socket's keeping: the writer must flush.
+    flush: bool,
 }
 
 pub struct Outbox {
@@ -141,9 +142,8 @@ impl Outbox {
         {
             match direct.try_send(&frame) {
                 Sent::All => return (Pushed::Written, 0),
-                Sent::Part(rest) => {
-                    self.budget.queued(rest.len());
-                    state.rest = Some(rest);
+                Sent::Part => {
+                    state.flush = true;
                     state.busy = true;
                     drop(state);
                     self.wake.notify_one();
@@ -228,15 +228,17 @@ impl Outbox {
 
     /// Waits until there is something to do: moves every queued frame into `out` and, once the
     /// queue is empty and closing has begun, returns the reason. A batch may be empty when
-    /// only the rest of a direct write waits ([`Outbox::take_rest`]). From a batch until
-    /// [`Outbox::written`], publishers queue instead of writing directly.
+    /// only the end of a direct write waits in the socket: the writer flushes after every
+    /// batch. From a batch until [`Outbox::written`], publishers queue instead of writing
+    /// directly.
     ///
     /// Cancel-safe: frames are moved out only in the same poll that returns.
     pub async fn next(&self, out: &mut Vec<Frame>) -> Option<CloseReason> {
         loop {
             {
                 let mut state = self.state.lock();
-                if !state.frames.is_empty() || state.rest.is_some() {
+                if !state.frames.is_empty() || state.flush {
+                    state.flush = false;
                     state.busy = true;
                     out.extend(state.frames.drain(..));
                     self.budget.drained(state.bytes);
@@ -267,13 +269,6 @@ impl Outbox {
         drop(direct);
     }
 
-    /// The unwritten end of a direct write, to be written ahead of the batch just taken.
-    pub fn take_rest(&self) -> Option<Bytes> {
-        let rest = self.state.lock().rest.take()?;
-        self.budget.drained(rest.len());
-        Some(rest)
-    }
-
     /// The writer has written everything it took: publishers may write directly again.
     pub fn written(&self) {
         self.state.lock().busy = false;
@@ -300,9 +295,6 @@ impl Outbox {
         state.frames = VecDeque::new();
         self.budget.drained(state.bytes);
         state.bytes = 0;
-        if let Some(rest) = state.rest.take() {
-            self.budget.drained(rest.len());
-        }
         state.close = Some(reason);
         dropped
     }
@@ -347,9 +339,7 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        let state = self.state.get_mut();
-        self.budget
-            .drained(state.bytes + state.rest.as_ref().map_or(0, Bytes::len));
+        self.budget.drained(self.state.get_mut().bytes);
         self.budget.closed();
     }
 }
@@ -602,7 +592,7 @@ mod tests {
             if n == frame.json.len() {
                 Sent::All
             } else {
-                Sent::Part(frame.json.slice(n..))
+                Sent::Part
             }
         }
     }
@@ -679,44 +669,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_rest_of_a_part_written_frame_goes_before_anything_after_it() {
-        let budget = Arc::new(Budget::new(BudgetConfig::default()));
-        let outbox = Outbox::with_budget(100, budget.clone());
-        let socket = Arc::new(FakeSocket::default());
-        outbox.attach(socket.clone());
+    async fn a_part_written_frame_has_the_writer_flush_before_anything_after_it() {
+        let (outbox, socket) = attached().await;
         *socket.takes.lock() = Some(2);
         assert_eq!(outbox.push(text(1, "hello")).0, Pushed::Written);
-        assert_eq!(budget.queued_bytes(), 3, "the rest counts for the node");
         *socket.takes.lock() = None;
         assert_eq!(
             outbox.push(text(2, "next")).0,
             Pushed::Queued,
-            "the rest is not written yet"
+            "the writer has the socket until it flushed the end"
         );
         let mut out = Vec::new();
         assert_eq!(outbox.next(&mut out).await, None);
-        assert_eq!(outbox.take_rest().as_deref(), Some(&b"llo"[..]));
         assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(2)]);
-        assert_eq!(budget.queued_bytes(), 0);
-        assert_eq!(outbox.take_rest(), None);
+        assert_eq!(&socket.wire.lock()[..], b"he");
     }
 
     #[tokio::test]
-    async fn a_rest_alone_wakes_the_writer_with_an_empty_batch() {
+    async fn a_part_written_frame_alone_wakes_the_writer_with_an_empty_batch() {
         let (outbox, socket) = attached().await;
         *socket.takes.lock() = Some(1);
         outbox.push(text(1, "ab"));
         let mut out = Vec::new();
         assert_eq!(outbox.next(&mut out).await, None);
-        assert!(out.is_empty());
-        assert_eq!(outbox.take_rest().as_deref(), Some(&b"b"[..]));
-        // Closing waits for the rest to be written, then ends.
-        *socket.takes.lock() = Some(1);
+        assert!(out.is_empty(), "nothing but the flush to do");
+        // Closing waits for the writer to flush, then ends.
         outbox.written();
         outbox.push(text(2, "cd"));
         outbox.close(None, CloseReason::ServerShutdown);
         assert_eq!(outbox.next(&mut out).await, None);
-        assert_eq!(outbox.take_rest().as_deref(), Some(&b"d"[..]));
         outbox.written();
         assert_eq!(
             outbox.next(&mut out).await,

@@ -98,6 +98,7 @@ async fn open_ws(
             write_timeout: Duration::from_secs(10),
         },
         runner,
+        None,
     ));
     (client_tx, client_rx, task)
 }

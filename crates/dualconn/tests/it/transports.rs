@@ -426,6 +426,60 @@ async fn a_stream_whose_socket_fills_midway_still_gets_every_event_once_in_order
     }
 }
 
+/// The same for a WebSocket: events publishers began and could not finish, a batch the
+/// connection's task writes, and the pong the WebSocket library owes for a ping that came
+/// while the socket was full must never cut into each other's frames.
+#[tokio::test]
+async fn a_websocket_whose_socket_fills_midway_still_gets_every_event_once_in_order() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+    let server = Server::start_with(|s| s.outbox_bytes = Some(64 << 20)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let mut request = server.ws_url("/api/ws").into_client_request().unwrap();
+    let bearer = format!("bearer, {}", server.token("ivan"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&bearer).unwrap(),
+    );
+    let (mut ws, _) = within(tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap();
+    let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>| loop {
+        match within(ws.next()).await {
+            Some(Ok(Message::Text(text))) => {
+                break serde_json::from_str::<serde_json::Value>(&text).unwrap();
+            }
+            Some(Ok(Message::Pong(_))) => {}
+            other => panic!("expected whole frames, got {other:?}"),
+        }
+    };
+    assert_eq!(next_text(&mut ws).await["event_type"], "connected");
+
+    let pad = "x".repeat(64 * 1024);
+    let mut numbers = Vec::new();
+    for n in 0..128 {
+        if n == 64 {
+            within(ws.send(Message::Ping(Default::default())))
+                .await
+                .unwrap();
+        }
+        let published = server
+            .publish(&["ivan"], "chat", json!({"n": n, "pad": pad}))
+            .await;
+        numbers.push(published["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    for (n, number) in numbers.iter().enumerate() {
+        let event = next_text(&mut ws).await;
+        assert_eq!(
+            event["sequence_number"], *number,
+            "every event once, in order"
+        );
+        assert_eq!(event["data"]["n"], n);
+    }
+}
+
 #[tokio::test]
 async fn an_http_1_0_client_gets_the_stream_delimited_by_the_connection() {
     let server = Server::start().await;
