@@ -2,10 +2,13 @@
 # One server binary against the raw TCP floor, interleaved, at the fan-out row's load on one
 # transport: 10k connections, 5 broadcasts/s (50k deliveries/s), server on CPU 0, load on
 # CPU 1. Prints CPU-µs per delivery and latency per run; ratios are taken within one run.
-#   bash bench/floor-ab.sh SERVER_BINARY [TRANSPORT=sse] [ROUNDS=2]
+#   bash bench/floor-ab.sh SERVER_BINARY [TRANSPORT=sse|ws|both] [ROUNDS=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=$1 transport=${2:-sse} rounds=${3:-2}
+# 10k connections either way: `both` gives each player a WebSocket and an SSE stream.
+players=10000
+if [ "$transport" = both ]; then players=5000; fi
 cargo build --release --locked -q -p dualconn-bench
 BIN=target/release
 export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
@@ -27,7 +30,7 @@ for _ in $(seq "$rounds"); do
   DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "$server" serve >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
-  taskset -c 1 "$BIN/dualconn-bench" fanout --players 10000 --transport "$transport" --rate 5 --secs 10 --workers 2 \
+  taskset -c 1 "$BIN/dualconn-bench" fanout --players "$players" --transport "$transport" --rate 5 --secs 10 --workers 2 \
     --label "dualconn-$transport" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null | show
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
