@@ -20,7 +20,7 @@ one() { # $1 label, $2 binary, $3 transport
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
   taskset -c 1 target/release/dualconn-bench hold --players "$players" --transport "$3" --secs 3 \
     --workers 2 --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
-    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label} ${process.argv[1]}: rss_kib_per_conn=${(j.server_rss_per_conn_bytes/1024).toFixed(2)} connections=${j.connections}`)})' "$3"
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label} ${process.argv[1]}: rss_kib_per_conn=${(j.server_rss_per_conn_bytes/1024).toFixed(2)} cpu_us_per_conn=${j.server_cpu_us_per_conn} connections=${j.connections}`)})' "$3"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 for _ in $(seq "$rounds"); do
