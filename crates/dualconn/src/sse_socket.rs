@@ -12,6 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,8 +24,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tower::ServiceExt;
-
-use std::sync::Arc;
 
 use crate::http::sse::SlowReaderWatch;
 use crate::shared_socket::{Framing, SharedSocket};
@@ -134,7 +133,8 @@ pub async fn serve<I>(
             return;
         }
     };
-    let Some(conn) = watch.conn() else { return };
+    // The stream's connection: the router named it while opening the stream.
+    let conn = watch.conn();
     // Publishers may write directly once the opening is on the wire; the hub stops them when
     // the stream's delivery ends, before the last chunk.
     let framing = if http10 {
@@ -157,9 +157,11 @@ pub async fn serve<I>(
                 if !write_all(&mut io, &mut out, gave_up.as_mut()).await {
                     return;
                 }
-                conn.outbox.written();
-                if let Some(direct) = attach.take() {
-                    conn.outbox.attach(direct);
+                if let Some(conn) = &conn {
+                    conn.outbox.written();
+                    if let Some(direct) = attach.take() {
+                        conn.outbox.attach(direct);
+                    }
                 }
                 tokio::select! {
                     next = body.next() => next,

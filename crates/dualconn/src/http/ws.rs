@@ -102,7 +102,6 @@ async fn open(
     };
     let tracker = app.tracker.clone();
     let runner = app.commands.clone();
-    let direct = socket;
     let state = app.clone();
     Ok(ws
         .protocols(["bearer"])
@@ -114,7 +113,7 @@ async fn open(
         .max_message_size(app.config.max_message_bytes)
         .max_frame_size(app.config.max_message_bytes)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |ws| {
+        .on_upgrade(move |upgraded| {
             let took = arrived.elapsed();
             state
                 .hub
@@ -124,8 +123,8 @@ async fn open(
             state
                 .metrics
                 .record_establishment(ConnKind::WebSocket, took);
-            let direct = direct.map(|s| s.direct(Framing::WsText));
-            tracker.track_future(serve(ws, delivery, options, runner, direct))
+            let direct = socket.map(|s| s.direct(Framing::WsText));
+            tracker.track_future(serve(upgraded, delivery, options, runner, direct))
         }))
 }
 
