@@ -25,6 +25,10 @@ use tokio::net::TcpStream;
 use crate::hub::{DirectSocket, Frame, Sent};
 use crate::sse_socket::{CHUNK_SIZE_LINE, chunk_size_line};
 
+/// Room for what goes before an event: the longer of a chunk's size line (18 bytes) and a
+/// WebSocket frame's header (10).
+const HEAD_ROOM: usize = CHUNK_SIZE_LINE;
+
 /// The socket, and whose turn it is to write.
 pub struct SharedSocket {
     tcp: TcpStream,
@@ -115,7 +119,7 @@ impl DirectSocket for Direct {
             return Sent::Nothing;
         }
         SCRATCH.with_borrow_mut(|scratch| {
-            let mut head = [0u8; CHUNK_SIZE_LINE];
+            let mut head = [0u8; HEAD_ROOM];
             let (head, body, tail): (&[u8], &[u8], &[u8]) = match self.framing {
                 Framing::SseChunked | Framing::SseRaw => {
                     scratch.clear();
@@ -149,7 +153,7 @@ impl DirectSocket for Direct {
 
 /// RFC 6455 §5.2: FIN and opcode 1 (text), no mask, and the payload length in 7, 7+16 or
 /// 7+64 bits.
-fn ws_text_head(len: usize, buf: &mut [u8; CHUNK_SIZE_LINE]) -> &[u8] {
+fn ws_text_head(len: usize, buf: &mut [u8; HEAD_ROOM]) -> &[u8] {
     buf[0] = 0x81;
     if len < 126 {
         buf[1] = len as u8;
@@ -256,23 +260,14 @@ impl StreamSocket for TcpStream {
     }
 }
 
-/// Any other socket (TLS, or a test's pipe) is the task's alone.
-macro_rules! task_only {
-    ($($t:ty),*) => {$(
-        impl StreamSocket for $t {
-            type Io = Self;
+/// A TLS stream's state is its task's alone.
+impl StreamSocket for Box<crate::tls::stream::TlsStream> {
+    type Io = Self;
 
-            fn shared(self) -> (Self, Option<Arc<SharedSocket>>) {
-                (self, None)
-            }
-        }
-    )*};
+    fn shared(self) -> (Self, Option<Arc<SharedSocket>>) {
+        (self, None)
+    }
 }
-task_only!(
-    Box<crate::tls::stream::TlsStream>,
-    tokio::io::Empty,
-    tokio::io::DuplexStream
-);
 
 #[cfg(test)]
 mod tests {
@@ -367,7 +362,7 @@ mod tests {
 
     #[test]
     fn websocket_text_frames_carry_their_length_as_rfc_6455_says() {
-        let mut buf = [0u8; CHUNK_SIZE_LINE];
+        let mut buf = [0u8; HEAD_ROOM];
         assert_eq!(ws_text_head(5, &mut buf), [0x81, 5]);
         assert_eq!(ws_text_head(125, &mut buf), [0x81, 125]);
         assert_eq!(ws_text_head(126, &mut buf), [0x81, 126, 0, 126]);
