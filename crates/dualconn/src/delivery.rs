@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
-use crate::hub::{CloseReason, Conn, Counters, Frame, Hub, local_frame};
+use crate::hub::{CloseReason, Conn, Counters, DirectSocket, Frame, Hub, local_frame};
 use crate::wire::{self, local};
 
 /// A registered connection's delivery loop. Dropping it removes the connection from the hub,
@@ -93,6 +93,14 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// Publishers write to the socket themselves from now on, while it is idle (see
+    /// [`Outbox::attach`](crate::hub::Outbox::attach)). Batches become rare, so the batch
+    /// buffer is given back rather than kept for the connection's idle life.
+    pub fn attach(&mut self, direct: Arc<dyn DirectSocket>) {
+        self.batch = Vec::new();
+        self.conn.outbox.attach(direct);
     }
 
     /// Counts a batch as delivered or lost, and keeps its buffer for the next one.

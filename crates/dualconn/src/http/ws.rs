@@ -198,10 +198,9 @@ pub async fn serve<S>(
                         }
                         return;
                     }
-                    let outbox = &delivery.conn().outbox;
-                    outbox.written();
+                    delivery.conn().outbox.written();
                     if let Some(direct) = direct.take() {
-                        outbox.attach(direct);
+                        delivery.attach(direct);
                     }
                 }
                 Next::Close(reason) => {

@@ -262,8 +262,13 @@ pub struct ConnListing {
     pub opened_at: SystemTime,
 }
 
+/// One shard of the players. Each player is boxed: the table then holds a key and a pointer per
+/// slot, and its spare capacity (up to half of it right after a resize) costs 24 bytes a slot
+/// instead of a whole `Player` (issue 10, BENCHMARKS.md).
+type Shard = HashMap<PlayerId, Box<Player>>;
+
 pub struct Hub {
-    shards: Box<[Mutex<HashMap<PlayerId, Player>>]>,
+    shards: Box<[Mutex<Shard>]>,
     /// Picks a player's shard; seeded per process so ids cannot be chosen to collide.
     hasher: RandomState,
     config: HubConfig,
@@ -357,7 +362,7 @@ impl Hub {
         &self.backplane
     }
 
-    fn shard(&self, player: &str) -> &Mutex<HashMap<PlayerId, Player>> {
+    fn shard(&self, player: &str) -> &Mutex<Shard> {
         let i = self.hasher.hash_one(player) as usize % SHARDS;
         &self.shards[i]
     }
@@ -410,7 +415,7 @@ impl Hub {
         let history_bytes = self.history_bytes();
         let player = shard
             .entry(join.player.clone())
-            .or_insert_with(|| Player::new(now, history_bytes));
+            .or_insert_with(|| Box::new(Player::new(now, history_bytes)));
         player.last_active = now;
 
         // Session rules (SPEC §5), decided before anything changes: a join refused further down
@@ -512,7 +517,7 @@ impl Hub {
         let mut shard = self.shard(player).lock();
         let entry = shard
             .entry(player.clone())
-            .or_insert_with(|| Player::new(now, history_bytes));
+            .or_insert_with(|| Box::new(Player::new(now, history_bytes)));
         entry.last_active = now;
         entry.conns.push(conn.clone());
         conn
@@ -666,7 +671,7 @@ impl Hub {
             Some(p) => p,
             None => shard
                 .entry(PlayerId::from(player_id))
-                .or_insert_with(|| Player::new(now, history_bytes)),
+                .or_insert_with(|| Box::new(Player::new(now, history_bytes))),
         };
         self.publish_locked(player_id, player, template, now)
     }
@@ -973,7 +978,7 @@ impl Hub {
         let history_bytes = self.history_bytes();
         let player = shard
             .entry(player_id.clone())
-            .or_insert_with(|| Player::new(now, history_bytes));
+            .or_insert_with(|| Box::new(Player::new(now, history_bytes)));
         if let Some(id) = requested
             && player.was_replaced(id)
         {

@@ -259,7 +259,13 @@ impl Outbox {
 
     /// The transport's socket is ready for direct writes: its opening is written.
     pub fn attach(&self, direct: Arc<dyn DirectSocket>) {
-        self.state.lock().direct = Some(direct);
+        let mut state = self.state.lock();
+        state.direct = Some(direct);
+        if state.frames.is_empty() {
+            // From here on most events go out directly and the queue is rarely used: an idle
+            // connection should not keep the opening batch's queue (issue 10).
+            state.frames = VecDeque::new();
+        }
     }
 
     /// No more direct writes: the transport is done with its socket.
@@ -614,6 +620,35 @@ mod tests {
         outbox.attach(socket.clone());
         outbox.written();
         (outbox, socket)
+    }
+
+    #[tokio::test]
+    async fn an_attached_idle_connection_keeps_no_queue_memory_and_queues_again_when_busy() {
+        let (outbox, socket) = attached().await;
+        assert_eq!(
+            outbox.queue_capacity(),
+            0,
+            "the opening batch's queue is given back"
+        );
+        *socket.takes.lock() = Some(0);
+        assert_eq!(outbox.push(text(1, "a")).0, Pushed::Queued, "full socket");
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        assert_eq!(out.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_holds_frames_when_the_socket_attaches_keeps_them() {
+        let outbox = Outbox::new(100);
+        outbox.push_unbounded([text(0, "open")]);
+        outbox.push(text(1, "a"));
+        outbox.attach(Arc::new(FakeSocket::default()));
+        let mut out = Vec::new();
+        outbox.next(&mut out).await;
+        assert_eq!(
+            out.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
     }
 
     #[tokio::test]

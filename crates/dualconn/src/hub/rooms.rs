@@ -178,7 +178,7 @@ impl Hub {
                 )?;
                 let known = shard
                     .entry(id)
-                    .or_insert_with(|| Player::new(now, history_bytes));
+                    .or_insert_with(|| Box::new(Player::new(now, history_bytes)));
                 known.last_active = now;
                 Ok(joined)
             }
