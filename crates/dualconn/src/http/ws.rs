@@ -27,7 +27,7 @@ use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
-use crate::hub::{CloseReason, ConnKind, DirectSocket};
+use crate::hub::{CloseReason, ConnKind, DirectSocket, Frame};
 use crate::shared_socket::{Framing, SharedSocket};
 use crate::wire::{self, InboundKind, local};
 
@@ -175,26 +175,13 @@ pub async fn serve<S>(
         tokio::select! {
             next = delivery.next() => match next {
                 Next::Frames(frames) => {
-                    // Flushed even when empty: a publisher's frame the socket took only in part
-                    // is finished by the flush.
-                    let write = async {
-                        for frame in &frames {
-                            let text = Utf8Bytes::try_from(frame.json.clone())
-                                .unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
-                            sink.feed(Message::Text(text)).await?;
-                        }
-                        sink.flush().await
-                    };
-                    let outcome = tokio::select! {
-                        r = tokio::time::timeout(options.write_timeout, write) => matches!(r, Ok(Ok(()))),
-                        // The socket is not taking bytes and the outbox overflowed meanwhile:
-                        // stop waiting and say why (SPEC §6).
-                        _ = delivery.conn().outbox.overflowed() => false,
-                    };
+                    // Boxed, as every branch that waits on the socket: the future of a task
+                    // that holds it inline is that much larger for the connection's idle life.
+                    let outcome = Box::pin(write_batch(&delivery, &mut sink, &frames, options.write_timeout)).await;
                     delivery.finished(frames, outcome);
                     if !outcome {
                         if let Some(reason) = delivery.conn().outbox.closing() {
-                            close(&delivery, &mut sink, reason.ws_close(), options.write_timeout).await;
+                            Box::pin(close(&delivery, &mut sink, reason.ws_close(), options.write_timeout)).await;
                         }
                         return;
                     }
@@ -204,7 +191,7 @@ pub async fn serve<S>(
                     }
                 }
                 Next::Close(reason) => {
-                    close(&delivery, &mut sink, reason.ws_close(), options.write_timeout).await;
+                    Box::pin(close(&delivery, &mut sink, reason.ws_close(), options.write_timeout)).await;
                     return;
                 }
             },
@@ -222,13 +209,13 @@ pub async fn serve<S>(
                     // Finish the closing handshake: the library queued the echo of the peer's
                     // close frame, and it only leaves on a flush. Nothing may follow it.
                     delivery.conn().outbox.detach();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                    let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), sink.close())).await;
                     return;
                 }
                 None => return,
                 Some(Err(e)) => {
                     if let Some(code) = close_code_for(e) {
-                        close(&delivery, &mut sink, code, options.write_timeout).await;
+                        Box::pin(close(&delivery, &mut sink, code, options.write_timeout)).await;
                     }
                     return;
                 }
@@ -242,11 +229,37 @@ pub async fn serve<S>(
                 let conn = delivery.conn();
                 if conn.idle_for(Instant::now()) >= period * 3 {
                     conn.outbox.close(None, CloseReason::Unresponsive);
-                } else if tokio::time::timeout(options.write_timeout, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                } else if Box::pin(tokio::time::timeout(options.write_timeout, sink.send(Message::Ping(Default::default())))).await.map_or(true, |r| r.is_err()) {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Writes one batch and flushes, even when it is empty: a publisher's frame the socket took
+/// only in part is finished by the flush. False when the socket did not take it in time, or
+/// the outbox overflowed meanwhile (then there is no point waiting: SPEC §6).
+async fn write_batch<S>(
+    delivery: &Delivery,
+    sink: &mut S,
+    frames: &[Frame],
+    patience: Duration,
+) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let write = async {
+        for frame in frames {
+            let text = Utf8Bytes::try_from(frame.json.clone())
+                .unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
+            sink.feed(Message::Text(text)).await?;
+        }
+        sink.flush().await
+    };
+    tokio::select! {
+        r = tokio::time::timeout(patience, write) => matches!(r, Ok(Ok(()))),
+        _ = delivery.conn().outbox.overflowed() => false,
     }
 }
 
