@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use std::pin::Pin;
 
-use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio::time::{Instant, Sleep};
 
 use crate::hub::{CloseReason, Conn, Counters, DirectSocket, Frame, Hub, local_frame};
 use crate::wire::{self, local};
@@ -16,17 +16,22 @@ use crate::wire::{self, local};
 pub struct Delivery {
     hub: Arc<Hub>,
     conn: Arc<Conn>,
+    /// The one timer of the connection, armed for the earliest of the next heartbeat, the
+    /// transport's keep-alive and the token's expiry. One rather than one each: every timer is
+    /// a boxed entry that each idle connection keeps (issue 10). Made once: re-creating a timer
+    /// on every wake-up showed in the fan-out profile.
+    alarm: Pin<Box<Sleep>>,
     /// Connection-local `heartbeat` events on both transports (SPEC §12.3).
-    heartbeat: Interval,
-    /// Fires when the token expires (plus leeway). Made once: re-creating a timer on every
-    /// wake-up showed in the fan-out profile.
-    expiry: Pin<Box<Sleep>>,
-    /// Set once the expiry has been acted on, so the fired timer is not polled again.
-    expired: bool,
-    /// When the token expires. The timer is armed at most [`MAX_TIMER`] ahead, so a token far
-    /// in the future re-arms it instead of overflowing the clock (SPEC §12.26).
+    next_heartbeat: Instant,
+    /// The transport's keep-alive (WebSocket pings): when it is next due, and how often.
+    keepalive: Option<(Instant, Duration)>,
+    /// When to look at the token's expiry; `None` once it has been acted on. Armed at most
+    /// [`MAX_TIMER`] ahead, so a token far in the future re-arms it instead of overflowing
+    /// the clock (SPEC §12.26).
+    expiry_check: Option<Instant>,
+    /// When the token expires.
     token_expires: SystemTime,
-    /// True while the timer is armed short of the expiry, so its firing means "look again".
+    /// True while the expiry check is short of the expiry, so its coming means "look again".
     armed_short: bool,
     /// Frames moved out of the outbox, reused between batches.
     batch: Vec<Frame>,
@@ -38,24 +43,33 @@ pub enum Next {
     Frames(Vec<Frame>),
     /// Write the transport's end (close frame, end of stream) and stop.
     Close(CloseReason),
+    /// The keep-alive asked for with [`Delivery::keep_alive`] is due.
+    KeepAlive,
 }
 
 impl Delivery {
     pub fn new(hub: Arc<Hub>, conn: Arc<Conn>, token_expires: SystemTime) -> Delivery {
-        let period = hub.config().heartbeat_interval;
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let (deadline, armed_short) = expiry_deadline(token_expires);
+        let now = Instant::now();
+        let next_heartbeat = later(now, hub.config().heartbeat_interval);
+        let (expiry_check, armed_short) = expiry_deadline(token_expires);
         Delivery {
             hub,
             conn,
-            heartbeat,
-            expiry: Box::pin(tokio::time::sleep_until(deadline)),
-            expired: false,
+            alarm: Box::pin(tokio::time::sleep_until(next_heartbeat.min(expiry_check))),
+            next_heartbeat,
+            keepalive: None,
+            expiry_check: Some(expiry_check),
             token_expires,
             armed_short,
             batch: Vec::new(),
         }
+    }
+
+    /// Has [`Delivery::next`] answer [`Next::KeepAlive`] every `period`, the first a period
+    /// from now.
+    pub fn keep_alive(&mut self, period: Duration) {
+        self.keepalive = Some((later(Instant::now(), period), period));
+        self.rearm();
     }
 
     pub fn conn(&self) -> &Arc<Conn> {
@@ -77,22 +91,55 @@ impl Delivery {
                         Some(reason) => Next::Close(reason),
                     };
                 }
-                _ = &mut self.expiry, if !self.expired => {
-                    if self.armed_short {
-                        let (deadline, short) = expiry_deadline(self.token_expires);
-                        self.armed_short = short;
-                        self.expiry.as_mut().reset(deadline);
-                        continue;
+                () = &mut self.alarm => {
+                    if self.on_alarm(Instant::now()) {
+                        return Next::KeepAlive;
                     }
-                    self.expired = true;
-                    let frame = local_frame(&self.conn.player, local::TOKEN_EXPIRED, &wire::Empty {});
-                    self.conn.outbox.close(Some(frame), CloseReason::TokenExpired);
-                }
-                _ = self.heartbeat.tick() => {
-                    self.hub.send_local(&self.conn, local::HEARTBEAT, &wire::Empty {});
                 }
             }
         }
+    }
+
+    /// Does what is due at `now` and re-arms; true when the keep-alive is due.
+    fn on_alarm(&mut self, now: Instant) -> bool {
+        if self.expiry_check.is_some_and(|at| at <= now) {
+            if self.armed_short {
+                let (at, short) = expiry_deadline(self.token_expires);
+                self.expiry_check = Some(at);
+                self.armed_short = short;
+            } else {
+                self.expiry_check = None;
+                let frame = local_frame(&self.conn.player, local::TOKEN_EXPIRED, &wire::Empty {});
+                self.conn
+                    .outbox
+                    .close(Some(frame), CloseReason::TokenExpired);
+            }
+        }
+        if self.next_heartbeat <= now {
+            self.next_heartbeat = later(now, self.hub.config().heartbeat_interval);
+            self.hub
+                .send_local(&self.conn, local::HEARTBEAT, &wire::Empty {});
+        }
+        let mut keep_alive = false;
+        if let Some((at, period)) = &mut self.keepalive
+            && *at <= now
+        {
+            *at = later(now, *period);
+            keep_alive = true;
+        }
+        self.rearm();
+        keep_alive
+    }
+
+    fn rearm(&mut self) {
+        let mut at = self.next_heartbeat;
+        if let Some(check) = self.expiry_check {
+            at = at.min(check);
+        }
+        if let Some((due, _)) = self.keepalive {
+            at = at.min(due);
+        }
+        self.alarm.as_mut().reset(at);
     }
 
     /// Publishers write to the socket themselves from now on, while it is idle (see
@@ -115,6 +162,11 @@ impl Delivery {
         frames.clear();
         self.batch = frames;
     }
+}
+
+/// `now + period`, or as far as the clock goes for a period past it.
+fn later(now: Instant, period: Duration) -> Instant {
+    now.checked_add(period).unwrap_or_else(|| now + MAX_TIMER)
 }
 
 /// The longest a timer is armed for: a year is far inside what every clock represents.
@@ -150,8 +202,21 @@ mod tests {
     /// A hub whose heartbeat never comes within a test, so only the token's expiry and the
     /// outbox can wake a delivery.
     async fn delivery(player: &PlayerId, token_expires: SystemTime) -> Delivery {
+        with_heartbeat(
+            player,
+            token_expires,
+            Duration::from_secs(100 * 365 * 86_400),
+        )
+        .await
+    }
+
+    async fn with_heartbeat(
+        player: &PlayerId,
+        token_expires: SystemTime,
+        heartbeat_interval: Duration,
+    ) -> Delivery {
         let hub = Arc::new(Hub::new(HubConfig {
-            heartbeat_interval: Duration::from_secs(100 * 365 * 86_400),
+            heartbeat_interval,
             ..HubConfig::default()
         }));
         let conn = hub
@@ -199,6 +264,48 @@ mod tests {
             d.next().await,
             Next::Close(CloseReason::TokenExpired)
         ));
+    }
+
+    /// What the one timer must keep apart: heartbeats every 30 s, keep-alives every 20 s, and
+    /// the token's expiry at 70 s, each on its own schedule, whichever comes first.
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_keep_alives_and_the_expiry_each_keep_their_own_schedule() {
+        let p: PlayerId = "eve".into();
+        let start = Instant::now();
+        let expires = SystemTime::now() + Duration::from_secs(70);
+        let mut d = with_heartbeat(&p, expires, Duration::from_secs(30)).await;
+        d.keep_alive(Duration::from_secs(20));
+        let mut seen = Vec::new();
+        loop {
+            let next = d.next().await;
+            let at = start.elapsed().as_secs();
+            match next {
+                Next::KeepAlive => seen.push(format!("{at} keep-alive")),
+                Next::Frames(frames) => {
+                    for frame in &frames {
+                        seen.push(format!("{at} {}", event_type(frame)));
+                    }
+                    d.finished(frames, true);
+                }
+                Next::Close(reason) => {
+                    seen.push(format!("{at} close {}", reason.as_str()));
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "20 keep-alive",
+                "30 heartbeat",
+                "40 keep-alive",
+                // Both at once: the heartbeat is queued, and the keep-alive answered first.
+                "60 keep-alive",
+                "60 heartbeat",
+                "70 token_expired",
+                "70 close token_expired",
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

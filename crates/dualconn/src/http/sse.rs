@@ -114,30 +114,33 @@ struct Stream {
 impl Stream {
     async fn next_chunk(mut self) -> Option<(Result<Bytes, Infallible>, Stream)> {
         self.delivery.conn().touch();
-        match self.delivery.next().await {
-            Next::Frames(frames) => {
-                let mut chunk = BytesMut::new();
-                if let Some((retry, arrived)) = self.opening.take() {
-                    chunk.put_slice(&retry);
-                    encode(&frames, &mut chunk);
-                    let took = arrived.elapsed();
-                    self.delivery
-                        .hub()
-                        .counters
-                        .establishment(ConnKind::Sse)
-                        .record(took);
-                    self.app.metrics.record_establishment(ConnKind::Sse, took);
-                } else {
-                    encode(&frames, &mut chunk);
-                }
-                // Counted as written once handed to hyper; a failed write drops this body and
-                // the hub counts what was still queued.
-                self.delivery.finished(frames, true);
-                self.delivery.conn().write_began();
-                Some((Ok(chunk.freeze()), self))
+        let frames = loop {
+            match self.delivery.next().await {
+                Next::Frames(frames) => break frames,
+                Next::Close(_) => return None,
+                // SSE asks for none: its heartbeat events keep it alive.
+                Next::KeepAlive => {}
             }
-            Next::Close(_) => None,
+        };
+        let mut chunk = BytesMut::new();
+        if let Some((retry, arrived)) = self.opening.take() {
+            chunk.put_slice(&retry);
+            encode(&frames, &mut chunk);
+            let took = arrived.elapsed();
+            self.delivery
+                .hub()
+                .counters
+                .establishment(ConnKind::Sse)
+                .record(took);
+            self.app.metrics.record_establishment(ConnKind::Sse, took);
+        } else {
+            encode(&frames, &mut chunk);
         }
+        // Counted as written once handed to hyper; a failed write drops this body and
+        // the hub counts what was still queued.
+        self.delivery.finished(frames, true);
+        self.delivery.conn().write_began();
+        Some((Ok(chunk.freeze()), self))
     }
 }
 

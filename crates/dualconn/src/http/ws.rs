@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::AppState;
 use super::access::Query;
@@ -169,8 +169,7 @@ pub async fn serve<S>(
     let mut stream = WokenReader::new(stream);
     let mut commands = InFlight::new(runner);
     let period = options.ping_interval;
-    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    delivery.keep_alive(period);
     loop {
         tokio::select! {
             next = delivery.next() => match next {
@@ -193,6 +192,14 @@ pub async fn serve<S>(
                 Next::Close(reason) => {
                     Box::pin(close(&delivery, &mut sink, reason.ws_close(), options.write_timeout)).await;
                     return;
+                }
+                Next::KeepAlive => {
+                    let conn = delivery.conn();
+                    if conn.idle_for(Instant::now()) >= period * 3 {
+                        conn.outbox.close(None, CloseReason::Unresponsive);
+                    } else if Box::pin(tokio::time::timeout(options.write_timeout, sink.send(Message::Ping(Default::default())))).await.map_or(true, |r| r.is_err()) {
+                        return;
+                    }
                 }
             },
             inbound = stream.next() => match inbound {
@@ -223,14 +230,6 @@ pub async fn serve<S>(
             done = commands.finished(), if commands.busy() => {
                 if let Err(e) = done {
                     send_error(&delivery, e.error_type, &e.message);
-                }
-            }
-            _ = ping.tick() => {
-                let conn = delivery.conn();
-                if conn.idle_for(Instant::now()) >= period * 3 {
-                    conn.outbox.close(None, CloseReason::Unresponsive);
-                } else if Box::pin(tokio::time::timeout(options.write_timeout, sink.send(Message::Ping(Default::default())))).await.map_or(true, |r| r.is_err()) {
-                    return;
                 }
             }
         }
