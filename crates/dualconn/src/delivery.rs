@@ -146,8 +146,13 @@ impl Delivery {
     /// [`Outbox::attach`](crate::hub::Outbox::attach)). Batches become rare, so the batch
     /// buffer is given back rather than kept for the connection's idle life.
     pub fn attach(&mut self, direct: Arc<dyn DirectSocket>) {
-        self.batch = Vec::new();
+        self.release_batch();
         self.conn.outbox.attach(direct);
+    }
+
+    /// Gives back the batch buffer: for a connection whose batches have become rare.
+    pub fn release_batch(&mut self) {
+        self.batch = Vec::new();
     }
 
     /// Counts a batch as delivered or lost, and keeps its buffer for the next one.

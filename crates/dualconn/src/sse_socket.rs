@@ -161,6 +161,9 @@ pub async fn serve<I>(
                     conn.outbox.written();
                     if let Some(direct) = attach.take() {
                         conn.outbox.attach(direct);
+                        // Publishers write most events from now on: the opening chunk's buffer
+                        // is given back rather than kept for the stream's idle life.
+                        out = BytesMut::new();
                     }
                 }
                 tokio::select! {

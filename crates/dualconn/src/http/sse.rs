@@ -123,7 +123,9 @@ impl Stream {
             }
         };
         let mut chunk = BytesMut::new();
-        if let Some((retry, arrived)) = self.opening.take() {
+        let opening = self.opening.take();
+        let first = opening.is_some();
+        if let Some((retry, arrived)) = opening {
             chunk.put_slice(&retry);
             encode(&frames, &mut chunk);
             let took = arrived.elapsed();
@@ -139,6 +141,11 @@ impl Stream {
         // Counted as written once handed to hyper; a failed write drops this body and
         // the hub counts what was still queued.
         self.delivery.finished(frames, true);
+        if first {
+            // Once the opening is written, publishers write most events to the socket
+            // themselves (`sse_socket`): the batch buffer is not worth keeping.
+            self.delivery.release_batch();
+        }
         self.delivery.conn().write_began();
         Some((Ok(chunk.freeze()), self))
     }
