@@ -147,14 +147,11 @@ pub async fn serve<I>(
     let mut first = body.next().now_or_never();
     // Anything the client sends now is read and dropped, so its hang-up is seen at once.
     let mut probe = [0u8; 64];
-    // One watch for the stream's life: made afresh per event, it would arm a timer per event.
-    let gave_up = watch.gave_up(stall_grace);
-    tokio::pin!(gave_up);
     loop {
         let next = match first.take() {
             Some(next) => next,
             None => {
-                if !write_all(&mut io, &mut out, gave_up.as_mut()).await {
+                if !write_all(&mut io, &mut out, &watch, stall_grace).await {
                     return;
                 }
                 if let Some(conn) = &conn {
@@ -172,7 +169,6 @@ pub async fn serve<I>(
                         Ok(0) | Err(_) => return,
                         Ok(_) => continue,
                     },
-                    () = &mut gave_up => return,
                 }
             }
         };
@@ -185,7 +181,7 @@ pub async fn serve<I>(
     if !http10 {
         out.put_slice(b"0\r\n\r\n");
     }
-    if write_all(&mut io, &mut out, gave_up).await {
+    if write_all(&mut io, &mut out, &watch, stall_grace).await {
         let _ = io.shutdown().await;
     }
 }
@@ -212,10 +208,17 @@ fn open_stream(
 }
 
 /// Writes `out` and clears it; false when the socket failed or the watch gave up first.
+///
+/// The watch (overflow, or a write stalled past `stall_grace`) matters only while a write
+/// waits for the socket, and it arms a timer: so it is made only for a write that did not
+/// finish at once. Kept for the stream's life instead, every idle stream would hold a timer
+/// and wake on it every few seconds (issue 10). Idle, an overflow still ends the stream, through
+/// the body.
 async fn write_all<I>(
     io: &mut I,
     out: &mut BytesMut,
-    gave_up: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    watch: &SlowReaderWatch,
+    stall_grace: Duration,
 ) -> bool
 where
     I: AsyncWrite + Unpin,
@@ -226,9 +229,13 @@ where
         io.write_all(out).await?;
         io.flush().await
     };
-    let written = tokio::select! {
-        done = write => done.is_ok(),
-        () = gave_up => false,
+    tokio::pin!(write);
+    let written = match (&mut write).now_or_never() {
+        Some(done) => done.is_ok(),
+        None => tokio::select! {
+            done = write => done.is_ok(),
+            () = watch.gave_up(stall_grace) => false,
+        },
     };
     out.clear();
     if out.capacity() > HEAD_READ {
@@ -415,6 +422,51 @@ mod tests {
             First::Other(bytes) => bytes,
             First::Sse(request) => panic!("served here: {request:?}"),
         }
+    }
+
+    /// The stall watch, made only for a write that waits: a write the socket takes at once is
+    /// done without it, and one that waits past the grace gives up (SPEC §9).
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waits_past_the_grace_gives_up_and_one_the_socket_takes_does_not_wait() {
+        use crate::hub::{ConnKind, Hub, HubConfig, Join, PlayerId};
+        let hub = Hub::new(HubConfig::default());
+        let player: PlayerId = "reader".into();
+        let conn = hub
+            .connect(Join {
+                player: &player,
+                kind: ConnKind::Sse,
+                session_id: None,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        let watch = SlowReaderWatch::default();
+        watch.watch(conn.clone());
+        let grace = Duration::from_secs(20);
+        let (mut server, mut client) = duplex(16);
+
+        let start = tokio::time::Instant::now();
+        let mut out = BytesMut::from(&b"fits"[..]);
+        conn.write_began();
+        assert!(write_all(&mut server, &mut out, &watch, grace).await);
+        assert!(out.is_empty());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        conn.touch();
+        let mut got = [0u8; 4];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"fits");
+
+        let mut out = BytesMut::from(&[b'x'; 64][..]);
+        conn.write_began();
+        assert!(
+            !write_all(&mut server, &mut out, &watch, grace).await,
+            "given up"
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= grace && waited <= grace + grace / 4,
+            "gave up after {waited:?}"
+        );
     }
 
     #[tokio::test]

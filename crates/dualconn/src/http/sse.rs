@@ -165,7 +165,7 @@ struct WatchInner {
 }
 
 impl SlowReaderWatch {
-    fn watch(&self, conn: Arc<Conn>) {
+    pub(crate) fn watch(&self, conn: Arc<Conn>) {
         *self.0.conn.lock() = Some(conn);
         self.0.changed.notify_one();
     }
