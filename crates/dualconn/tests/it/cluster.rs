@@ -220,6 +220,11 @@ async fn a_full_node_answers_409_where_the_cluster_session_rules_refuse_and_503_
     assert_eq!(r["events"][0]["connections"], 1);
     assert_eq!(alice.next_event().await["event_type"], "still");
     assert_eq!(carol.next_event().await["event_type"], "still");
+    assert_eq!(
+        nodes[0].hub.stats().connections(),
+        1,
+        "the refused joins left no connection on the node that refused them: carol's only"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,6 +155,9 @@ async fn online_once_for_two_transports_offline_only_after_the_grace_and_none_fo
         expect(&mut rx, "connection_opened").await["transport"],
         "websocket"
     );
+    // Stay for half the grace: the grace is counted from the last connection's close, not
+    // from the first time the player had none.
+    tokio::time::sleep(GRACE / 2).await;
 
     // Now leave for good: player_offline, and only once the grace has passed.
     drop(ws);

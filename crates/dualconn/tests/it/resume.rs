@@ -166,6 +166,39 @@ async fn a_cursor_older_than_history_says_not_recovered_and_replays_what_is_left
     }
 }
 
+/// History is bounded by bytes as well as by count: half the outbox bound, so that a replay
+/// always fits in the outbox with room for live events behind it.
+#[tokio::test]
+async fn history_keeps_half_the_outbox_bound_so_a_replay_leaves_room_for_live_events() {
+    let server = Server::start_with(|s| s.outbox_bytes = Some(8 * 1024)).await;
+    let blob = "x".repeat(900);
+    let mut seqs = Vec::new();
+    for i in 0..10 {
+        let r = server
+            .publish(&["heavy"], "tick", json!({"i": i, "blob": blob}))
+            .await;
+        seqs.push(r["events"][0]["sequence_number"].as_u64().unwrap());
+    }
+    let mut ws = server
+        .ws("heavy", &format!("?last_event_id={}", seqs[0]))
+        .await;
+    ws.next_event().await;
+    let recovery = ws.next_event().await;
+    assert_eq!(recovery["data"]["recovered"], false);
+    // About 1 KB each against 4 KiB of history: the last four, not all nine missed.
+    let replayed = recovery["data"]["replayed"].as_u64().unwrap();
+    assert!((1..=4).contains(&replayed), "replayed {replayed}");
+    for expected in &seqs[10 - replayed as usize..] {
+        assert_eq!(ws.next_event().await["sequence_number"], *expected);
+    }
+    for i in 0..4 {
+        server
+            .publish(&["heavy"], "live", json!({"i": i, "blob": blob}))
+            .await;
+        assert_eq!(ws.next_event().await["data"]["i"], i, "still open");
+    }
+}
+
 #[tokio::test]
 async fn a_resume_with_nothing_missed_is_recovered_and_nothing_else() {
     let server = Server::start().await;
