@@ -27,7 +27,7 @@ use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
-use crate::hub::{CloseReason, ConnKind, DirectSocket, Frame};
+use crate::hub::{CloseReason, ConnKind, DirectSocket, Frame, Sent};
 use crate::shared_socket::{Framing, SharedSocket};
 use crate::wire::{self, InboundKind, local};
 
@@ -155,19 +155,21 @@ pub struct Options {
 
 /// Runs one WebSocket until it ends. Every exit path drops `delivery`, which leaves the hub.
 /// With `direct`, publishers write events to the socket themselves while it is idle, from the
-/// moment the opening batch is written.
+/// moment the opening batch is written, and this task writes its batches the same way while
+/// the socket takes them.
 pub async fn serve<S>(
     socket: S,
     mut delivery: Delivery,
     options: Options,
     runner: Runner,
-    mut direct: Option<Arc<dyn DirectSocket>>,
+    direct: Option<Arc<dyn DirectSocket>>,
 ) where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let (mut sink, stream) = socket.split();
     let mut stream = WokenReader::new(stream);
     let mut commands = InFlight::new(runner);
+    let mut to_attach = direct.clone();
     let period = options.ping_interval;
     delivery.keep_alive(period);
     loop {
@@ -176,7 +178,7 @@ pub async fn serve<S>(
                 Next::Frames(frames) => {
                     // Boxed, as every branch that waits on the socket: the future of a task
                     // that holds it inline is that much larger for the connection's idle life.
-                    let outcome = Box::pin(write_batch(&delivery, &mut sink, &frames, options.write_timeout)).await;
+                    let outcome = Box::pin(write_batch(&delivery, &mut sink, direct.as_deref(), &frames, options.write_timeout)).await;
                     delivery.finished(frames, outcome);
                     if !outcome {
                         if let Some(reason) = delivery.conn().outbox.closing() {
@@ -185,7 +187,7 @@ pub async fn serve<S>(
                         return;
                     }
                     delivery.conn().outbox.written();
-                    if let Some(direct) = direct.take() {
+                    if let Some(direct) = to_attach.take() {
                         delivery.attach(direct);
                     }
                 }
@@ -239,15 +241,34 @@ pub async fn serve<S>(
 /// Writes one batch and flushes, even when it is empty: a publisher's frame the socket took
 /// only in part is finished by the flush. False when the socket did not take it in time, or
 /// the outbox overflowed meanwhile (then there is no point waiting: SPEC §6).
+///
+/// With `direct`, the frames the socket takes at once are written as a publisher writes them:
+/// framed here, one system call each, and never copied into the library's write buffer, which
+/// would otherwise keep the opening batch's size for the connection's life (issue 10). The
+/// rest go through the library, behind the end of any frame the socket took only in part.
 async fn write_batch<S>(
     delivery: &Delivery,
     sink: &mut S,
+    direct: Option<&dyn DirectSocket>,
     frames: &[Frame],
     patience: Duration,
 ) -> bool
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    let mut frames = frames;
+    if let Some(direct) = direct {
+        while let Some((frame, more)) = frames.split_first() {
+            match direct.try_send(frame) {
+                Sent::All => frames = more,
+                Sent::Part => {
+                    frames = more;
+                    break;
+                }
+                Sent::Nothing => break,
+            }
+        }
+    }
     let write = async {
         for frame in frames {
             let text = Utf8Bytes::try_from(frame.json.clone())
