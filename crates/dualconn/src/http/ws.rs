@@ -124,7 +124,11 @@ async fn open(
                 .metrics
                 .record_establishment(ConnKind::WebSocket, took);
             let direct = socket.map(|s| s.direct(Framing::WsText));
-            tracker.track_future(serve(upgraded, delivery, options, runner, direct))
+            // Split here, not inside `serve`: a future keeps room for its arguments, and the
+            // WebSocket (hundreds of bytes, moved into the split halves' shared state) would
+            // be paid for twice by every idle connection.
+            let (sink, stream) = upgraded.split();
+            tracker.track_future(serve(sink, stream, delivery, options, runner, direct))
         }))
 }
 
@@ -157,16 +161,17 @@ pub struct Options {
 /// With `direct`, publishers write events to the socket themselves while it is idle, from the
 /// moment the opening batch is written, and this task writes its batches the same way while
 /// the socket takes them.
-pub async fn serve<S>(
-    socket: S,
+pub async fn serve<Si, St>(
+    mut sink: Si,
+    stream: St,
     mut delivery: Delivery,
     options: Options,
     runner: Runner,
     direct: Option<Arc<dyn DirectSocket>>,
 ) where
-    S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin,
+    Si: Sink<Message, Error = axum::Error> + Unpin,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let (mut sink, stream) = socket.split();
     let mut stream = WokenReader::new(stream);
     let mut commands = InFlight::new(runner);
     let mut to_attach = direct.clone();

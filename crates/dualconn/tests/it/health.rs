@@ -13,7 +13,7 @@ use dualconn::config::Rate;
 use dualconn::delivery::Delivery;
 use dualconn::http::ws::{Options, serve};
 use dualconn::hub::{ConnKind, Hub, HubConfig, Join, PlayerId};
-use futures_util::{Sink, Stream};
+use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
 
 /// The client's end of a WebSocket, as two channels.
@@ -90,8 +90,10 @@ async fn open_ws(
             burst: 40,
         },
     );
+    let (sink, stream) = FakeSocket { inbound, outbound }.split();
     let task = tokio::spawn(serve(
-        FakeSocket { inbound, outbound },
+        sink,
+        stream,
         delivery,
         Options {
             ping_interval: PING,
