@@ -129,7 +129,8 @@ pub async fn serve<I>(
     let (mut out, mut body) = match opened {
         Ok(opened) => opened,
         Err(whole) => {
-            let _ = write_whole(&mut io, whole).await;
+            // Boxed: an error response is rare, and its state would size every stream's task.
+            let _ = Box::pin(write_whole(&mut io, whole)).await;
             return;
         }
     };
@@ -232,10 +233,16 @@ where
     tokio::pin!(write);
     let written = match (&mut write).now_or_never() {
         Some(done) => done.is_ok(),
-        None => tokio::select! {
-            done = write => done.is_ok(),
-            () = watch.gave_up(stall_grace) => false,
-        },
+        // Boxed: the watch's state would otherwise be part of the stream's task, idle or not.
+        None => {
+            Box::pin(async {
+                tokio::select! {
+                    done = write => done.is_ok(),
+                    () = watch.gave_up(stall_grace) => false,
+                }
+            })
+            .await
+        }
     };
     out.clear();
     if out.capacity() > HEAD_READ {
