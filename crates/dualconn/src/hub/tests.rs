@@ -190,13 +190,53 @@ async fn an_overflowing_connection_is_dropped_and_others_are_not() {
         room_id: None,
         data: &d,
     };
-    let mut last = None;
-    for _ in 0..10 {
-        last = Some(hub.publish(&slow, &event).await.unwrap());
+    // The publish that overflows is the first to reach no connection.
+    let mut overflowed_at = None;
+    for i in 1..=10u64 {
+        let published = hub.publish(&slow, &event).await.unwrap();
+        if published.connections == 0 && overflowed_at.is_none() {
+            overflowed_at = Some(i);
+        }
     }
-    assert_eq!(last.unwrap().connections, 0);
+    let k = overflowed_at.expect("the outbox overflowed");
+    assert!(k > 1, "something was queued first");
     assert_eq!(conn.outbox.closing(), Some(CloseReason::SlowConsumer));
-    assert_eq!(hub.counters.slow_consumers.load(Ordering::Relaxed), 1);
+    // SPEC §12.25: each publish that addressed the connection counts as sent, and every one of
+    // them failed: the k - 1 dropped from the queue and the one that overflowed it.
+    let totals = hub.counters.totals();
+    assert_eq!(
+        (
+            totals.messages_sent,
+            totals.deliveries_failed,
+            totals.deliveries_ok,
+            totals.slow_consumers
+        ),
+        (k, k, 0, 1)
+    );
+}
+
+#[tokio::test]
+async fn an_event_for_a_connection_already_closing_counts_as_sent_and_failed() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "leaving".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    conn.outbox.close(None, CloseReason::TokenExpired);
+    let d = RawValue::from_string("1".into()).unwrap();
+    let event = Event {
+        event_type: "late",
+        room_id: None,
+        data: &d,
+    };
+    assert_eq!(hub.publish(&p, &event).await.unwrap().connections, 0);
+    let totals = hub.counters.totals();
+    assert_eq!(
+        (
+            totals.messages_sent,
+            totals.deliveries_failed,
+            totals.deliveries_ok
+        ),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
