@@ -39,6 +39,9 @@ pub struct SharedSocket {
 struct Turn {
     /// The task has written bytes and not flushed yet: one of its frames may be cut midway.
     task_writing: bool,
+    /// How publishers frame events: set once the stream knows its transport. Kept here rather
+    /// than in a handle of its own, which would be one more allocation per connection.
+    framing: Option<Framing>,
     /// The unwritten end of a frame a publisher began.
     rest: Option<Bytes>,
 }
@@ -52,12 +55,6 @@ pub enum Framing {
     SseRaw,
     /// One WebSocket text frame, unmasked as a server sends it.
     WsText,
-}
-
-/// What a publisher writes through: the socket and its stream's framing.
-struct Direct {
-    socket: Arc<SharedSocket>,
-    framing: Framing,
 }
 
 /// The task's handle: the socket as `AsyncRead`/`AsyncWrite`.
@@ -79,10 +76,8 @@ impl SharedTcp {
 impl SharedSocket {
     /// The handle publishers write events through, for `Outbox::attach`.
     pub fn direct(self: &Arc<Self>, framing: Framing) -> Arc<dyn DirectSocket> {
-        Arc::new(Direct {
-            socket: self.clone(),
-            framing,
-        })
+        self.turn.lock().framing = Some(framing);
+        self.clone()
     }
 
     /// Writes what is left of a publisher's frame; Pending until all of it is in the socket.
@@ -112,19 +107,22 @@ thread_local! {
 /// A larger scratch than this, left by a big event, is given back.
 const SCRATCH_KEPT: usize = 64 * 1024;
 
-impl DirectSocket for Direct {
+impl DirectSocket for SharedSocket {
     fn try_send(&self, frame: &Frame) -> Sent {
-        let mut turn = self.socket.turn.lock();
+        let mut turn = self.turn.lock();
+        let Some(framing) = turn.framing else {
+            return Sent::Nothing;
+        };
         if turn.task_writing || turn.rest.is_some() {
             return Sent::Nothing;
         }
         SCRATCH.with_borrow_mut(|scratch| {
             let mut head = [0u8; HEAD_ROOM];
-            let (head, body, tail): (&[u8], &[u8], &[u8]) = match self.framing {
+            let (head, body, tail): (&[u8], &[u8], &[u8]) = match framing {
                 Framing::SseChunked | Framing::SseRaw => {
                     scratch.clear();
                     crate::http::sse::encode(std::slice::from_ref(frame), scratch);
-                    if self.framing == Framing::SseChunked {
+                    if framing == Framing::SseChunked {
                         (chunk_size_line(scratch.len(), &mut head), scratch, b"\r\n")
                     } else {
                         (b"", scratch, b"")
@@ -134,7 +132,7 @@ impl DirectSocket for Direct {
             };
             let parts = [head, body, tail];
             // One system call for the frame's parts, without copying them together.
-            let sent = match self.socket.tcp.try_write_vectored(&parts.map(IoSlice::new)) {
+            let sent = match self.tcp.try_write_vectored(&parts.map(IoSlice::new)) {
                 Ok(n) if n == parts.iter().map(|p| p.len()).sum::<usize>() => Sent::All,
                 Ok(n) => {
                     turn.rest = Some(rest_after(&parts, n));
