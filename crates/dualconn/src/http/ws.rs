@@ -96,12 +96,10 @@ async fn open(
     }
     let delivery = join(app, &admitted, ConnKind::WebSocket).await?;
     crate::greeting::greet(&app.hub, &admitted.player, &admitted.greeting).await;
-    let options = Options {
-        ping_interval: app.config.ping_interval,
-        write_timeout: WRITE_TIMEOUT,
-    };
-    let tracker = app.tracker.clone();
-    let runner = app.commands.clone();
+    // The upgrade's task keeps what its closure captured for the connection's whole life,
+    // even once it has moved into `serve`: so the closure captures little, and the delivery
+    // boxed (issue 10).
+    let delivery = Box::new(delivery);
     let state = app.clone();
     Ok(ws
         .protocols(["bearer"])
@@ -124,11 +122,23 @@ async fn open(
                 .metrics
                 .record_establishment(ConnKind::WebSocket, took);
             let direct = socket.map(|s| s.direct(Framing::WsText));
+            let options = Options {
+                ping_interval: state.config.ping_interval,
+                write_timeout: WRITE_TIMEOUT,
+            };
             // Split here, not inside `serve`: a future keeps room for its arguments, and the
             // WebSocket (hundreds of bytes, moved into the split halves' shared state) would
             // be paid for twice by every idle connection.
             let (sink, stream) = upgraded.split();
-            tracker.track_future(serve(sink, stream, delivery, options, runner, direct))
+            let serving = serve(
+                sink,
+                stream,
+                *delivery,
+                options,
+                state.commands.clone(),
+                direct,
+            );
+            state.tracker.track_future(serving)
         }))
 }
 
