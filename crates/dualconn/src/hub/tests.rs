@@ -351,3 +351,36 @@ async fn an_sse_stream_is_unhealthy_once_its_queue_reaches_half_the_bound() {
         "half the bound queued (SPEC §9)"
     );
 }
+
+/// Cluster delivery (the backplane numbered the frames): consecutive numbers are delivered,
+/// and a number that skips one means a notification was lost, so the frame waits for history.
+#[tokio::test]
+async fn a_delivered_number_that_skips_one_asks_for_history_and_consecutive_ones_do_not() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "far".into();
+    let _conn = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let frame = |seq: u64| Frame {
+        seq: Some(seq),
+        json: bytes::Bytes::from(format!(r#"{{"sequence_number":{seq}}}"#)),
+    };
+    assert_eq!(
+        hub.deliver(&p, frame(10)),
+        Delivered::Done,
+        "the first number heard"
+    );
+    assert_eq!(hub.deliver(&p, frame(11)), Delivered::Done);
+    assert_eq!(
+        hub.deliver(&p, frame(13)),
+        Delivered::Gap(11),
+        "12 was lost"
+    );
+    assert_eq!(
+        hub.deliver(&p, frame(14)),
+        Delivered::Parked,
+        "behind the history read"
+    );
+    assert_eq!(hub.deliver("nobody", frame(1)), Delivered::NotHere);
+}
