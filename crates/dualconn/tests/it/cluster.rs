@@ -873,3 +873,100 @@ async fn a_broadcast_whose_chunk_fails_answers_503() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_type"], "connection_error");
 }
+
+/// A TCP proxy in front of Redis that a test can cut: every connection through it ends at
+/// once, and new ones wait until it is opened again. It takes one node off Redis, subscriber
+/// and all, while the others keep it.
+struct CuttableProxy {
+    port: u16,
+    /// The cut's generation (a connection ends when it changes) and whether new connections
+    /// may go through.
+    state: tokio::sync::watch::Sender<(u64, bool)>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (state, _) = tokio::sync::watch::channel((0, true));
+        let states = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut rx = states.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(open) = rx.wait_for(|(_, open)| *open).await.map(|s| s.0) else {
+                        return;
+                    };
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.wait_for(|(generation, _)| *generation != open) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy { port, state }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.state.send_modify(|(generation, open)| {
+            *generation += 1;
+            *open = false;
+        });
+    }
+
+    fn restore(&self) {
+        self.state.send_modify(|(_, open)| *open = true);
+    }
+}
+
+/// A node whose subscription was cut misses what was published meanwhile. Once it is back on
+/// Redis it reads that from history by itself: its clients get every event without waiting for
+/// a later one to show the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_redis_catches_up_on_what_was_published_meanwhile() {
+    let redis = test_redis_url();
+    let upstream = redis
+        .strip_prefix("redis://")
+        .unwrap_or(&redis)
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = CuttableProxy::start(upstream).await;
+    let prefix = unique_prefix();
+    let mut settings_a = cluster_settings(&proxy.url(), &prefix, "a");
+    settings_a.heartbeat_secs = Some(1);
+    let mut settings_b = cluster_settings(&redis, &prefix, "b");
+    settings_b.heartbeat_secs = Some(1);
+    let a = Server::from_settings(settings_a).await;
+    let b = Server::from_settings(settings_b).await;
+    a.ready().await;
+    b.ready().await;
+
+    let mut ws = a.ws("ivy", "").await;
+    ws.next_event().await;
+    let seq = |r: Value| r["events"][0]["sequence_number"].as_u64().unwrap();
+    let live = seq(b.publish(&["ivy"], "live", json!({})).await);
+    assert_eq!(ws.next_event().await["sequence_number"], live);
+
+    proxy.cut();
+    let missed = [
+        seq(b.publish(&["ivy"], "missed", json!({"n": 1})).await),
+        seq(b.publish(&["ivy"], "missed", json!({"n": 2})).await),
+    ];
+    proxy.restore();
+    // Nothing more is published: only the node's own catch-up can bring these.
+    for expected in missed {
+        let event = tokio::time::timeout(Duration::from_secs(20), ws.next_event())
+            .await
+            .expect("the node caught up by itself");
+        assert_eq!(event["event_type"], "missed");
+        assert_eq!(event["sequence_number"], expected);
+    }
+}
