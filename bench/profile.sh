@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Where a release server's CPU goes under one load: the server pinned to CPU 0 under
+# `perf record`, the load generator on CPU 1, then perf's top symbols. BENCHMARKS.md's profile
+# figures ("Where the rest goes", "Idle memory, the second round") come from these loads.
+#
+#   bash bench/profile.sh fanout-sse     # 10k SSE streams, 5 broadcasts/s
+#   bash bench/profile.sh fanout-ws      # the same over WebSockets
+#   bash bench/profile.sh fanout         # the fan-out row: both transports
+#   bash bench/profile.sh churn-ws       # WebSocket set-up and tear-down (churn-sse for SSE)
+#
+# Sampling starts DELAY seconds into the load (default 6, past the connect phase) and lasts
+# SECS (default 5). Output: target/prof/perf-<load>.data and a report beside it, whose first
+# lines are printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+load=${1:?usage: bench/profile.sh fanout|fanout-sse|fanout-ws|churn-ws|churn-sse}
+delay=${DELAY:-6}
+secs=${SECS:-5}
+port=${PORT:-18760}
+case $load in
+  fanout) args=(fanout --players 5000 --transport both --rate 5 --secs 14 --workers 2) ;;
+  fanout-sse) args=(fanout --players 10000 --transport sse --rate 5 --secs 14 --workers 2) ;;
+  fanout-ws) args=(fanout --players 10000 --transport ws --rate 5 --secs 14 --workers 2) ;;
+  churn-ws) args=(churn --players 200 --transport ws --secs 12 --concurrency 8) ;;
+  churn-sse) args=(churn --players 200 --transport sse --secs 12 --concurrency 8) ;;
+  *) echo "profile: unknown load $load" >&2; exit 2 ;;
+esac
+command -v perf >/dev/null || { echo "profile: perf is not installed" >&2; exit 1; }
+
+cargo build --release --locked -q -p dualconn -p dualconn-bench
+out=target/prof
+mkdir -p "$out"
+export DUALCONN_JWT_SECRET="profile-secret-$(date +%s%N)-0123456789abcdef"
+export DUALCONN_ADMIN_KEYS="profile-admin-$(date +%s%N)"
+export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
+export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+export DUALCONN_LOG=warn
+DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 target/release/dualconn serve >"$out/profile-server.log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+(sleep "$delay"; perf record -e cpu-clock -F 2000 -g -o "$out/perf-$load.data" -p "$server" -- sleep "$secs" \
+  >/dev/null 2>&1) &
+recorder=$!
+taskset -c 1 target/release/dualconn-bench "${args[@]}" --port "$port" --cpu 1 --server-pid "$server" \
+  2>&1 >/dev/null | tail -n 3
+wait "$recorder"
+perf report -i "$out/perf-$load.data" --no-children --sort dso,sym -g none -q 2>/dev/null \
+  | grep '%' >"$out/perf-$load.txt" || true
+echo "profile: $load; top symbols (all in $out/perf-$load.txt):"
+head -n 25 "$out/perf-$load.txt"
