@@ -384,3 +384,21 @@ async fn a_delivered_number_that_skips_one_asks_for_history_and_consecutive_ones
     );
     assert_eq!(hub.deliver("nobody", frame(1)), Delivered::NotHere);
 }
+
+/// Cluster catch-up after the subscription came back: each player with a connection here is
+/// listed once, with the last number it was given; a player without one, or one already
+/// waiting for history, is not read again.
+#[tokio::test]
+async fn a_catch_up_lists_each_player_held_here_once() {
+    let hub = Hub::new(config());
+    let here: PlayerId = "here".into();
+    let gone: PlayerId = "gone".into();
+    let _conn = hub
+        .connect(join(&here, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let left = hub.connect(join(&gone, ConnKind::Sse, None)).await.unwrap();
+    hub.disconnect(&left);
+    assert_eq!(hub.begin_catch_up(), [(here.clone(), 0)]);
+    assert_eq!(hub.begin_catch_up(), [], "already waiting for history");
+}
