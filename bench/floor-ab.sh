@@ -11,11 +11,7 @@ players=10000
 if [ "$transport" = both ]; then players=5000; fi
 cargo build --release --locked -q -p dualconn-bench
 BIN=target/release
-export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh bench
 port=${PORT:-18970}
 show() {
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})'

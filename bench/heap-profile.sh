@@ -24,11 +24,7 @@ out="$CARGO_TARGET_DIR/heap-$transport${TLS:+-tls}"
 rm -rf "$out"
 mkdir -p "$out"
 
-export DUALCONN_JWT_SECRET="heap-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="heap-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh heap
 port=${PORT:-18850}
 server_tls=()
 bench_tls=()

@@ -8,11 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-2} players=${4:-15000}
 cargo build --release --locked -q -p dualconn-bench
-export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh bench
 port=${PORT:-18950}
 one() { # $1 label, $2 binary, $3 transport
   DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "$2" serve >/dev/null 2>&1 &

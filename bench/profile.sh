@@ -31,11 +31,7 @@ command -v perf >/dev/null || { echo "profile: perf is not installed" >&2; exit 
 cargo build --release --locked -q -p dualconn -p dualconn-bench
 out=target/prof
 mkdir -p "$out"
-export DUALCONN_JWT_SECRET="profile-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="profile-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh profile
 DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 target/release/dualconn serve >"$out/profile-server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -28,11 +28,7 @@ case " $ROWS " in
     ;;
 esac
 
-export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh bench
 PORT=${PORT:-18800}
 SERVER=""
 

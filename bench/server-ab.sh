@@ -9,11 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 cargo build --release --locked -q -p dualconn-bench
-export DUALCONN_JWT_SECRET="bench-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="bench-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh bench
 port=${PORT:-18900}
 LOAD=${LOAD:---players 5000 --transport both --rate 5 --secs 10 --workers 2}
 one() { # $1 label, $2 binary

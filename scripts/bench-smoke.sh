@@ -9,11 +9,7 @@ bash scripts/build-debug.sh
 BIN=${CARGO_TARGET_DIR:-target}/debug
 BENCH=$BIN/dualconn-bench
 
-export DUALCONN_JWT_SECRET="smoke-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="smoke-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
-export DUALCONN_LOG=warn
+. bench/server-env.sh smoke
 # Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds the port.
 PORT=$((20000 + RANDOM % 12000))
 LOG=$(mktemp)

@@ -33,15 +33,11 @@ fi
 SERVER_BIN=$TARGET/$PROFILE/dualconn
 BENCH=$TARGET/$PROFILE/dualconn-bench
 
-export DUALCONN_JWT_SECRET="soak-secret-$(date +%s%N)-0123456789abcdef"
-export DUALCONN_ADMIN_KEYS="soak-admin-$(date +%s%N)"
-export DUALCONN_CONNECT_RATE_PER_IP=1000000 DUALCONN_CONNECT_BURST_PER_IP=1000000
-export DUALCONN_CONNECT_RATE_PER_PLAYER=100000 DUALCONN_CONNECT_BURST_PER_PLAYER=100000
+. bench/server-env.sh soak
 # Expiring tokens end on time, with no grace, so the expiry loop turns over quickly.
 export DUALCONN_JWT_LEEWAY_SECS=0
 # Players and their history are forgotten seconds after the load, so memory must come back.
 export DUALCONN_HISTORY_TTL_SECS=5 DUALCONN_SESSION_TTL_SECS=5
-export DUALCONN_LOG=warn
 # Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds the port.
 PORT=$((20000 + RANDOM % 12000))
 LOG=$(mktemp)
