@@ -431,8 +431,8 @@ mod tests {
         }
     }
 
-    /// The stall watch, made only for a write that waits: a write the socket takes at once is
-    /// done without it, and one that waits past the grace gives up (SPEC §9).
+    /// A write the socket takes at once returns at once; one that waits past the grace gives
+    /// up through the stall watch (SPEC §9).
     #[tokio::test(start_paused = true)]
     async fn a_write_that_waits_past_the_grace_gives_up_and_one_the_socket_takes_does_not_wait() {
         use crate::hub::{ConnKind, Hub, HubConfig, Join, PlayerId};
