@@ -169,7 +169,7 @@ impl Delivery {
     }
 }
 
-/// `now + period`, or as far as the clock goes for a period past it.
+/// `now + period`, or a year ahead ([`MAX_TIMER`]) for a period the clock cannot add.
 fn later(now: Instant, period: Duration) -> Instant {
     now.checked_add(period).unwrap_or_else(|| now + MAX_TIMER)
 }
