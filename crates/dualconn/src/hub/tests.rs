@@ -402,3 +402,89 @@ async fn a_catch_up_lists_each_player_held_here_once() {
     assert_eq!(hub.begin_catch_up(), [(here.clone(), 0)]);
     assert_eq!(hub.begin_catch_up(), [], "already waiting for history");
 }
+
+fn numbered(seq: u64) -> Frame {
+    Frame {
+        seq: Some(seq),
+        json: bytes::Bytes::from(format!(r#"{{"sequence_number":{seq}}}"#)),
+    }
+}
+
+fn numbers(events: &[serde_json::Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e["sequence_number"].as_u64())
+        .collect()
+}
+
+/// Cluster catch-up that read everything missed: history, then what was parked meanwhile,
+/// reaches the connection once each and in order, although the two overlap.
+#[tokio::test]
+async fn a_complete_catch_up_delivers_history_then_parked_events_without_repeats() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "behind".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    assert_eq!(hub.deliver(&p, numbered(10)), Delivered::Done);
+    assert_eq!(hub.deliver(&p, numbered(11)), Delivered::Done);
+    assert_eq!(hub.deliver(&p, numbered(13)), Delivered::Gap(11));
+    assert_eq!(hub.deliver(&p, numbered(14)), Delivered::Parked);
+    let history = (12..=14).map(numbered).collect();
+    hub.finish_catch_up(&p, Some((Some(1), history)));
+    let (events, close) = drain(&conn).await;
+    assert_eq!(close, None);
+    assert_eq!(numbers(&events), [10, 11, 12, 13, 14]);
+    assert_eq!(
+        hub.deliver(&p, numbered(15)),
+        Delivered::Done,
+        "caught up: the next number is no gap"
+    );
+}
+
+/// Cluster catch-up whose history no longer reaches back to the gap (trimmed), or could not
+/// be read at all: nothing past the gap is delivered out of order; the connections end as
+/// slow consumers, so each client resumes and learns from `recovery` what was lost.
+#[tokio::test]
+async fn an_incomplete_catch_up_closes_the_players_connections_for_resume() {
+    let hub = Hub::new(config());
+    for (name, history) in [
+        ("trimmed", Some((Some(1), (13..=14).map(numbered).collect()))),
+        ("unreadable", None),
+    ] {
+        let p: PlayerId = name.into();
+        let ws = hub
+            .connect(join(&p, ConnKind::WebSocket, None))
+            .await
+            .unwrap();
+        let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+        assert_eq!(hub.deliver(&p, numbered(10)), Delivered::Done);
+        assert_eq!(hub.deliver(&p, numbered(11)), Delivered::Done);
+        assert_eq!(hub.deliver(&p, numbered(13)), Delivered::Gap(11));
+        hub.finish_catch_up(&p, history);
+        for conn in [&ws, &sse] {
+            let (events, close) = drain(conn).await;
+            assert_eq!(numbers(&events), [10, 11], "{name}: nothing past the gap");
+            assert_eq!(close, Some(CloseReason::SlowConsumer), "{name}");
+        }
+    }
+}
+
+/// The node's report names its unhealthy connections, and only those, up to the limit.
+#[tokio::test]
+async fn the_unhealthy_connections_listed_are_exactly_the_unhealthy_ones() {
+    let mut cfg = config();
+    cfg.outbox_bytes = 100;
+    let hub = Hub::new(cfg);
+    let p: PlayerId = "grace".into();
+    let fine = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    let stuck = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    drain(&fine).await;
+    drain(&stuck).await;
+    let local = Frame {
+        seq: None,
+        json: bytes::Bytes::from(vec![b'x'; 50]),
+    };
+    assert_eq!(hub.unhealthy_connection_ids(10), Vec::<String>::new());
+    assert_eq!(stuck.outbox.push(local).0, Pushed::Queued);
+    assert_eq!(hub.unhealthy_connection_ids(10), [stuck.id.to_string()]);
+    assert_eq!(hub.unhealthy_connection_ids(0), Vec::<String>::new());
+}
