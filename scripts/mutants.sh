@@ -7,6 +7,7 @@
 #   bash scripts/mutants.sh --shard 1/4          # one quarter
 #   bash scripts/mutants.sh --rerun MISSED_TXT   # only the mutants a kept missed.txt names,
 #                                                # matched without their line numbers
+#   bash scripts/mutants.sh --untested           # every mutant no kept list names yet
 # Results in mutants.out/ (caught.txt, missed.txt, timeout.txt, unviable.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,23 +21,26 @@ cargo build -q --locked -p dualconn --examples
 select=()
 case "${1:-}" in
   --shard) select=(--shard "${2:?--shard k/n}") ;;
-  --rerun)
-    # A mutant's name is "path:line:col: description"; lines move as the code changes, so match
-    # the path and the description.
-    while IFS= read -r re; do select+=(-F "$re"); done < <(python3 -c '
+  --rerun) mapfile -t names < "${2:?--rerun MISSED_TXT}"; flag=-F ;;
+  # Shards follow the current code and move as it grows, so a run cut short is resumed by
+  # leaving out what the kept lists (tests/mutants/*/) already name.
+  --untested) mapfile -t names < <(cat crates/dualconn/tests/mutants/*/*.txt); flag=-E ;;
+  *) echo "usage: bash scripts/mutants.sh --shard k/n | --rerun MISSED_TXT | --untested" >&2
+     exit 2 ;;
+esac
+# A mutant's name is "path:line:col: description"; lines move as the code changes, so match
+# the path and the description.
+if [[ -v names ]]; then
+  while IFS= read -r re; do select+=("$flag" "$re"); done < <(printf '%s\n' "${names[@]}" |
+    python3 -c '
 import re, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line:
-        continue
+for line in sorted(set(l.strip() for l in sys.stdin if l.strip())):
     path, rest = line.split(":", 1)
     desc = rest.split(": ", 1)[1]
     print(re.escape(path) + r":\d+:\d+: " + re.escape(desc) + "$")
-' "${2:?--rerun MISSED_TXT}")
-    ;;
-  *) echo "usage: bash scripts/mutants.sh --shard k/n | --rerun MISSED_TXT" >&2; exit 2 ;;
-esac
+')
+fi
 
 cargo mutants -p dualconn -f 'crates/dualconn/src/hub/*.rs' -f crates/dualconn/src/delivery.rs \
   -f crates/dualconn/src/http/admit.rs "${select[@]}" --timeout 120 --in-place --baseline skip \
-  -- --lib --test it
+  --profile mutants -- --lib --test it
