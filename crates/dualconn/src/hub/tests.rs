@@ -447,7 +447,10 @@ async fn a_complete_catch_up_delivers_history_then_parked_events_without_repeats
 async fn an_incomplete_catch_up_closes_the_players_connections_for_resume() {
     let hub = Hub::new(config());
     for (name, history) in [
-        ("trimmed", Some((Some(1), (13..=14).map(numbered).collect()))),
+        (
+            "trimmed",
+            Some((Some(1), (13..=14).map(numbered).collect())),
+        ),
         ("unreadable", None),
     ] {
         let p: PlayerId = name.into();
