@@ -202,6 +202,7 @@ impl Drop for Delivery {
 mod tests {
     use super::*;
     use crate::hub::{ConnKind, Event, HubConfig, Join, PlayerId};
+    use bytes::Bytes;
     use serde_json::value::RawValue;
 
     /// A hub whose heartbeat never comes within a test, so only the token's expiry and the
@@ -361,5 +362,48 @@ mod tests {
         assert_eq!(hub.stats().connections(), 1);
         drop(d);
         assert_eq!(hub.stats().connections(), 0);
+    }
+
+    /// A socket that takes every frame and records it.
+    #[derive(Default)]
+    struct Wire(parking_lot::Mutex<Vec<Bytes>>);
+
+    impl DirectSocket for Wire {
+        fn try_send(&self, frame: &Frame) -> crate::hub::Sent {
+            self.0.lock().push(frame.json.clone());
+            crate::hub::Sent::All
+        }
+    }
+
+    /// Once the opening is written and a socket attached, a publisher writes an event to the
+    /// idle connection itself: the task is not woken, and keeps no batch buffer for it.
+    #[tokio::test]
+    async fn after_attaching_publishers_write_to_the_socket_and_the_batch_buffer_goes() {
+        let p: PlayerId = "fay".into();
+        let mut d = delivery(&p, SystemTime::now() + Duration::from_secs(3600)).await;
+        assert!(
+            d.batch.capacity() > 0,
+            "the opening's batch is kept until then"
+        );
+        let wire = Arc::new(Wire::default());
+        d.conn().outbox.written();
+        d.attach(wire.clone());
+        assert_eq!(d.batch.capacity(), 0);
+        let data = RawValue::from_string("1".into()).unwrap();
+        let event = Event {
+            event_type: "chat",
+            room_id: None,
+            data: &data,
+        };
+        d.hub().publish(&p, &event).await.unwrap();
+        let written = wire.0.lock().clone();
+        assert_eq!(written.len(), 1, "the publisher wrote it");
+        let frame = Frame {
+            seq: None,
+            json: written[0].clone(),
+        };
+        assert_eq!(event_type(&frame), "chat");
+        let woken = tokio::time::timeout(Duration::from_millis(50), d.next()).await;
+        assert!(woken.is_err(), "nothing left for the task");
     }
 }
