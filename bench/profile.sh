@@ -9,7 +9,9 @@
 #   bash bench/profile.sh churn-ws       # WebSocket set-up and tear-down (churn-sse for SSE)
 #
 # Sampling starts DELAY seconds into the load (default 6, past the connect phase) and lasts
-# SECS (default 5). Output: target/prof/perf-<load>.data and a report beside it, whose first
+# SECS (default 5). CALLGRAPH=dwarf unwinds with DWARF instead of frame pointers, which the
+# release build does not keep: slower and larger, but it gives each function's inclusive share,
+# printed with --children. Output: target/prof/perf-<load>.data and a report beside it, whose first
 # lines are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,13 +41,19 @@ for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
-(sleep "$delay"; perf record -e cpu-clock -F 2000 -g -o "$out/perf-$load.data" -p "$server" -- sleep "$secs" \
+graph=(-F 2000 -g)
+report=(--no-children --sort dso,sym)
+if [ "${CALLGRAPH:-}" = dwarf ]; then
+  graph=(-F 1000 --call-graph dwarf,16384)
+  report=(--children --sort sym)
+fi
+(sleep "$delay"; perf record -e cpu-clock "${graph[@]}" -o "$out/perf-$load.data" -p "$server" -- sleep "$secs" \
   >/dev/null 2>&1) &
 recorder=$!
 taskset -c 1 target/release/dualconn-bench "${args[@]}" --port "$port" --cpu 1 --server-pid "$server" \
   2>&1 >/dev/null | tail -n 3
 wait "$recorder"
-perf report -i "$out/perf-$load.data" --no-children --sort dso,sym -g none -q 2>/dev/null \
+perf report -i "$out/perf-$load.data" "${report[@]}" -g none -q 2>/dev/null \
   | grep '%' >"$out/perf-$load.txt" || true
 echo "profile: $load; top symbols (all in $out/perf-$load.txt):"
 head -n 25 "$out/perf-$load.txt"
