@@ -491,3 +491,28 @@ async fn the_unhealthy_connections_listed_are_exactly_the_unhealthy_ones() {
     assert_eq!(hub.unhealthy_connection_ids(10), [stuck.id.to_string()]);
     assert_eq!(hub.unhealthy_connection_ids(0), Vec::<String>::new());
 }
+
+/// Cluster: a session made elsewhere ends only the connections admitted under an older one;
+/// one admitted under the new session already, or still joining (it checks the fence itself),
+/// stays.
+#[tokio::test]
+async fn terminating_a_session_ends_only_connections_admitted_under_an_older_one() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "hal".into();
+    let old = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let new = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    let joining = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    old.generation.store(1, Ordering::Release);
+    new.generation.store(2, Ordering::Release);
+    assert_eq!(hub.terminate(&p, 2, "round-2"), 1);
+    let (events, close) = drain(&old).await;
+    assert_eq!(close, Some(CloseReason::SessionReplaced));
+    let last = events.last().unwrap();
+    assert_eq!(last["event_type"], "session_terminated");
+    for conn in [&new, &joining] {
+        assert_eq!(drain(conn).await.1, None);
+    }
+}
