@@ -516,3 +516,41 @@ async fn terminating_a_session_ends_only_connections_admitted_under_an_older_one
         assert_eq!(drain(conn).await.1, None);
     }
 }
+
+/// `presence.last_seen`: now while the player is connected; once it has left, the moment it
+/// left, however often it is asked.
+#[tokio::test]
+async fn last_seen_is_now_while_connected_and_the_leaving_moment_after() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "ida".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    let asked = SystemTime::now();
+    let seen = hub.local_player(&p).last_seen.unwrap();
+    assert!(seen >= asked, "connected: seen now");
+    hub.disconnect(&conn);
+    let left = SystemTime::now();
+    let first = hub.local_player(&p).last_seen.unwrap();
+    assert!(first <= left, "the moment it left");
+    assert_eq!(hub.local_player(&p).last_seen, Some(first));
+}
+
+/// An answer to a command that came over no connection (`POST /api/command`) reaches every
+/// connection of the player.
+#[tokio::test]
+async fn a_local_event_for_a_player_reaches_each_of_its_connections() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "jon".into();
+    let ws = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    drain(&ws).await;
+    drain(&sse).await;
+    hub.send_local_to_player(&p, "error", &serde_json::json!({"n": 1}));
+    for conn in [&ws, &sse] {
+        let (events, _) = drain(conn).await;
+        let types: Vec<_> = events.iter().map(|e| e["event_type"].clone()).collect();
+        assert_eq!(types, ["error"]);
+    }
+}

@@ -73,6 +73,10 @@ async fn demo_world_rooms_say_whisper_and_who() {
     command(&mut bob, "whisper carol psst").await;
     let whisper = next_of(&mut carol, "whisper").await;
     assert_eq!(whisper["data"], json!({"from": "bob", "text": "psst"}));
+    // Only to a player who is online.
+    let nobody = command(&mut bob, "whisper dave psst").await;
+    assert_eq!(nobody["data"]["ok"], false, "{nobody}");
+    assert_eq!(nobody["data"]["error"], "no such player online");
 
     // Carol's next event is the answer to `who`, proving she never got alice's `say`.
     let who = command(&mut carol, "who").await;
