@@ -554,3 +554,35 @@ async fn a_local_event_for_a_player_reaches_each_of_its_connections() {
         assert_eq!(types, ["error"]);
     }
 }
+
+/// A player with no connections is remembered for `session_ttl` after its last activity, and
+/// forgotten from that moment on; the tables give the memory back.
+#[tokio::test(start_paused = true)]
+async fn a_player_without_connections_is_forgotten_at_the_session_ttl_and_its_slot_given_back() {
+    let hub = Hub::new(config());
+    let ttl = config().session_ttl;
+    let players: Vec<PlayerId> = (0..2000).map(|i| format!("p{i}").into()).collect();
+    for p in &players {
+        let conn = hub.connect(join(p, ConnKind::Sse, None)).await.unwrap();
+        hub.disconnect(&conn);
+    }
+    let capacity = |hub: &Hub| {
+        hub.shards
+            .iter()
+            .map(|s| s.lock().capacity())
+            .sum::<usize>()
+    };
+    let full = capacity(&hub);
+    assert!(full >= 2000);
+    tokio::time::advance(ttl - Duration::from_millis(1)).await;
+    hub.sweep();
+    assert!(hub.local_player(&players[0]).session_id.is_some());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    hub.sweep();
+    assert!(hub.local_player(&players[0]).session_id.is_none());
+    assert!(
+        capacity(&hub) < full / 4,
+        "{} of {full} slots kept",
+        capacity(&hub)
+    );
+}
