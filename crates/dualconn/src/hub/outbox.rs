@@ -351,7 +351,7 @@ impl Drop for Outbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::hub::budget::BudgetConfig;
 
@@ -581,10 +581,10 @@ mod tests {
 
     /// A socket that records what publishers wrote and takes what the test says.
     #[derive(Default)]
-    struct FakeSocket {
+    pub(in crate::hub) struct FakeSocket {
         /// How many bytes the next write takes; `None` takes all, `Some(0)` is a full socket.
         takes: Mutex<Option<usize>>,
-        wire: Mutex<Vec<u8>>,
+        pub(in crate::hub) wire: Mutex<Vec<u8>>,
     }
 
     impl DirectSocket for FakeSocket {

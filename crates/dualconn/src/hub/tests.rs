@@ -586,3 +586,35 @@ async fn a_player_without_connections_is_forgotten_at_the_session_ttl_and_its_sl
         capacity(&hub)
     );
 }
+
+/// A publisher's direct write is a sign of life for an SSE stream (a write that completed is
+/// all SSE has), but never for a WebSocket, whose peer must answer for itself: a dead peer's
+/// socket can take writes for a long time.
+#[tokio::test(start_paused = true)]
+async fn a_direct_write_keeps_an_sse_stream_alive_and_not_a_websocket() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "kim".into();
+    let ws = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    let socket = Arc::new(super::outbox::tests::FakeSocket::default());
+    for conn in [&ws, &sse] {
+        drain(conn).await;
+        conn.outbox.written();
+        conn.outbox.attach(socket.clone());
+    }
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let d = data();
+    let event = Event {
+        event_type: "chat",
+        room_id: None,
+        data: &d,
+    };
+    hub.publish(&p, &event).await.unwrap();
+    assert!(!socket.wire.lock().is_empty(), "written directly");
+    let now = Instant::now();
+    assert_eq!(sse.idle_for(now), Duration::ZERO);
+    assert!(ws.idle_for(now) >= Duration::from_secs(10));
+}
