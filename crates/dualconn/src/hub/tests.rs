@@ -618,3 +618,57 @@ async fn a_direct_write_keeps_an_sse_stream_alive_and_not_a_websocket() {
     assert_eq!(sse.idle_for(now), Duration::ZERO);
     assert!(ws.idle_for(now) >= Duration::from_secs(10));
 }
+
+/// SPEC §9 at its edges: a WebSocket is healthy until its peer has been silent for two ping
+/// intervals; an SSE stream until a write has waited for the socket for the write timeout.
+#[tokio::test(start_paused = true)]
+async fn health_ends_exactly_at_two_silent_ping_intervals_or_a_write_stalled_for_the_timeout() {
+    let hub = Hub::new(config());
+    let (ping, timeout) = (config().ping_interval, config().write_timeout);
+    let p: PlayerId = "lea".into();
+    let ws = hub
+        .connect(join(&p, ConnKind::WebSocket, None))
+        .await
+        .unwrap();
+    let milli = Duration::from_millis(1);
+    tokio::time::advance(2 * ping - milli).await;
+    assert!(
+        hub.is_healthy(&ws, Instant::now()),
+        "silent for less than 2 intervals"
+    );
+    tokio::time::advance(milli).await;
+    assert!(
+        !hub.is_healthy(&ws, Instant::now()),
+        "silent for 2 intervals"
+    );
+
+    let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    sse.write_began();
+    tokio::time::advance(timeout - milli).await;
+    assert!(
+        hub.is_healthy(&sse, Instant::now()),
+        "a write waiting less than the timeout"
+    );
+    tokio::time::advance(milli).await;
+    assert!(
+        !hub.is_healthy(&sse, Instant::now()),
+        "a write stalled for the timeout"
+    );
+}
+
+/// The wall-clock times a connection reports are the hub's start plus the time since then.
+#[tokio::test(start_paused = true)]
+async fn a_connections_reported_times_are_wall_clock_times() {
+    let before = SystemTime::now();
+    let hub = Hub::new(config());
+    let after = SystemTime::now();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let p: PlayerId = "max".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    conn.touch();
+    let five = Duration::from_secs(5);
+    let seven = Duration::from_secs(7);
+    assert!((before + five..=after + five).contains(&conn.opened_at()));
+    assert!((before + seven..=after + seven).contains(&conn.last_activity()));
+}
