@@ -136,7 +136,7 @@ async fn open(
             );
             // A task of its own: axum's upgrade task would keep its own state (the handshake's
             // configuration, the protocol, this closure) beside `serve`'s for the connection's
-            // whole life, which cost an idle WebSocket a fifth of its memory (issue 10).
+            // whole life: 0.22 of an idle WebSocket's 3.96 KiB (BENCHMARKS.md, issue 10).
             state.tracker.spawn(serving);
             std::future::ready(())
         }))
