@@ -30,7 +30,8 @@ case "${1:-}" in
      exit 2 ;;
 esac
 # A mutant's name is "path:line:col: description"; lines move as the code changes, so match
-# the path and the description.
+# the path and the description (which names the function: two mutants alike in one function
+# are taken, or left out, together).
 if [[ -v names ]]; then
   while IFS= read -r re; do select+=("$flag" "$re"); done < <(printf '%s\n' "${names[@]}" |
     python3 -c '
@@ -43,5 +44,5 @@ for line in sorted(set(l.strip() for l in sys.stdin if l.strip())):
 fi
 
 cargo mutants -p dualconn -f 'crates/dualconn/src/hub/*.rs' -f crates/dualconn/src/delivery.rs \
-  -f crates/dualconn/src/http/admit.rs "${select[@]}" --timeout "${MUTANTS_TIMEOUT:-60}" --in-place --baseline skip \
-  --profile mutants -- --lib --test it
+  -f crates/dualconn/src/http/admit.rs "${select[@]}" --timeout "${MUTANTS_TIMEOUT:-60}" \
+  --in-place --baseline skip --profile mutants -- --lib --test it

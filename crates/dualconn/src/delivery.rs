@@ -201,7 +201,7 @@ impl Drop for Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{ConnKind, Event, HubConfig, Join, PlayerId};
+    use crate::hub::{ConnKind, Event, FakeSocket, HubConfig, Join, PlayerId};
     use bytes::Bytes;
     use serde_json::value::RawValue;
 
@@ -364,17 +364,6 @@ mod tests {
         assert_eq!(hub.stats().connections(), 0);
     }
 
-    /// A socket that takes every frame and records it.
-    #[derive(Default)]
-    struct Wire(parking_lot::Mutex<Vec<Bytes>>);
-
-    impl DirectSocket for Wire {
-        fn try_send(&self, frame: &Frame) -> crate::hub::Sent {
-            self.0.lock().push(frame.json.clone());
-            crate::hub::Sent::All
-        }
-    }
-
     /// Once the opening is written and a socket attached, a publisher writes an event to the
     /// idle connection itself: the task is not woken, and keeps no batch buffer for it.
     #[tokio::test]
@@ -385,9 +374,9 @@ mod tests {
             d.batch.capacity() > 0,
             "the opening's batch is kept until then"
         );
-        let wire = Arc::new(Wire::default());
+        let socket = Arc::new(FakeSocket::default());
         d.conn().outbox.written();
-        d.attach(wire.clone());
+        d.attach(socket.clone());
         assert_eq!(d.batch.capacity(), 0);
         let data = RawValue::from_string("1".into()).unwrap();
         let event = Event {
@@ -396,13 +385,12 @@ mod tests {
             data: &data,
         };
         d.hub().publish(&p, &event).await.unwrap();
-        let written = wire.0.lock().clone();
-        assert_eq!(written.len(), 1, "the publisher wrote it");
+        // The fake socket does not frame: what it took is the one event's JSON.
         let frame = Frame {
             seq: None,
-            json: written[0].clone(),
+            json: Bytes::from(socket.wire.lock().clone()),
         };
-        assert_eq!(event_type(&frame), "chat");
+        assert_eq!(event_type(&frame), "chat", "the publisher wrote it");
         let woken = tokio::time::timeout(Duration::from_millis(50), d.next()).await;
         assert!(woken.is_err(), "nothing left for the task");
     }

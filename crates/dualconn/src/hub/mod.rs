@@ -28,6 +28,8 @@ use tokio::time::Instant;
 
 pub use budget::{Budget, BudgetConfig, Full, RETRY_AFTER, default_max_connections};
 pub use conn::{CloseReason, Conn, ConnKind};
+#[cfg(test)]
+pub(crate) use outbox::tests::FakeSocket;
 pub use outbox::{DirectSocket, Frame, Outbox, Pushed, Sent};
 pub use player::{MAX_SAFE_CURSOR, REPLACED_SESSIONS_REMEMBERED, Replay};
 pub use rooms::{RoomError, RoomFigures, RoomId, RoomMember};

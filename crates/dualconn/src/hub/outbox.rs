@@ -581,10 +581,10 @@ pub(super) mod tests {
 
     /// A socket that records what publishers wrote and takes what the test says.
     #[derive(Default)]
-    pub(in crate::hub) struct FakeSocket {
+    pub(crate) struct FakeSocket {
         /// How many bytes the next write takes; `None` takes all, `Some(0)` is a full socket.
         takes: Mutex<Option<usize>>,
-        pub(in crate::hub) wire: Mutex<Vec<u8>>,
+        pub(crate) wire: Mutex<Vec<u8>>,
     }
 
     impl DirectSocket for FakeSocket {

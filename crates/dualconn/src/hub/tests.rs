@@ -599,7 +599,7 @@ async fn a_direct_write_keeps_an_sse_stream_alive_and_not_a_websocket() {
         .await
         .unwrap();
     let sse = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
-    let socket = Arc::new(super::outbox::tests::FakeSocket::default());
+    let socket = Arc::new(FakeSocket::default());
     for conn in [&ws, &sse] {
         drain(conn).await;
         conn.outbox.written();
