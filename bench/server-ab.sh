@@ -5,20 +5,28 @@
 #   bash bench/server-ab.sh A_BINARY B_BINARY [ROUNDS]
 # LOAD replaces the fan-out's arguments, e.g. one transport alone:
 #   LOAD="--players 10000 --transport sse --rate 5 --secs 10 --workers 2" bash bench/server-ab.sh A B
+# MODE=churn measures set-up instead (CPU-µs per connection; run.sh's churn row by default):
+#   MODE=churn bash bench/server-ab.sh A B 5
+#   MODE=churn LOAD="--players 1000 --transport sse --secs 5 --concurrency 64" bash bench/server-ab.sh A B
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 cargo build --release --locked -q -p dualconn-bench
 . bench/server-env.sh bench
 port=${PORT:-18900}
-LOAD=${LOAD:---players 5000 --transport both --rate 5 --secs 10 --workers 2}
+MODE=${MODE:-fanout}
+case "$MODE" in
+  fanout) LOAD=${LOAD:---players 5000 --transport both --rate 5 --secs 10 --workers 2} ;;
+  churn) LOAD=${LOAD:---players 1000 --transport ws --secs 5 --concurrency 64} ;;
+  *) echo "MODE is fanout or churn" >&2; exit 2 ;;
+esac
 one() { # $1 label, $2 binary
   DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "$2" serve >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
   # shellcheck disable=SC2086
-  taskset -c 1 target/release/dualconn-bench fanout $LOAD --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
-    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} deliveries_per_s=${j.deliveries_per_s} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})'
+  taskset -c 1 target/release/dualconn-bench "$MODE" $LOAD --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());if(j.server_cpu_us_per_conn!==undefined){console.log(`${j.label}: cpu_us_per_conn=${j.server_cpu_us_per_conn} connects=${j.connects} errors=${j.errors}`);return}console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} deliveries_per_s=${j.deliveries_per_s} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})'
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 for _ in $(seq "$rounds"); do

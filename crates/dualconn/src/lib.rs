@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod fuzzing;
 pub mod greeting;
 pub mod http;
+mod http1_head;
 mod http2;
 pub mod hub;
 pub mod lifecycle;
@@ -31,5 +32,6 @@ mod shared_socket;
 mod sse_socket;
 pub mod tls;
 pub mod wire;
+mod ws_socket;
 
 pub use server::{App, BuildError};

@@ -28,11 +28,12 @@ use crate::http::access::ConnectLimits;
 use crate::http::connect_hook::ConnectHook;
 use crate::http::sse::SlowReaderWatch;
 use crate::http::{self, AppState, Shared};
+use crate::http1_head::{self, First, Prefixed};
 use crate::hub::{Hub, HubConfig};
 use crate::lifecycle;
 use crate::shared_socket::{SharedSocket, StreamSocket};
-use crate::sse_socket::{self, First, Prefixed};
 use crate::tls::{ALPN_H2, Tls, TlsError};
+use crate::{sse_socket, ws_socket};
 
 /// Largest request head (request line and headers) hyper buffers; past it, 431.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -338,8 +339,8 @@ fn after_handshake(
     }
 }
 
-/// HTTP/1.1: an SSE stream as its first request is written by `sse_socket` straight to the
-/// socket; everything else is hyper's.
+/// HTTP/1.1: an SSE stream or a WebSocket upgrade as the first request is answered straight on
+/// the socket, by `sse_socket` or `ws_socket`; everything else is hyper's.
 async fn serve_http1<S>(io: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
 where
     S: StreamSocket,
@@ -349,12 +350,17 @@ where
         _ = shutdown.cancelled() => return,
         first = tokio::time::timeout(
             HEAD_TIMEOUT,
-            sse_socket::first_request(&mut io, MAX_HEAD_BYTES, MAX_HEADERS),
+            http1_head::first_request(&mut io, MAX_HEAD_BYTES, MAX_HEADERS),
         ) => first,
     };
     match first {
         Ok(Ok(First::Sse(request))) => {
             sse_socket::serve(io, socket, request, router, peer, SSE_STALL_GRACE).await;
+        }
+        // Boxed, as hyper's below: the router's future is over a kilobyte, and it is done once
+        // the WebSocket's own task has the socket.
+        Ok(Ok(First::WebSocket(request))) => {
+            Box::pin(ws_socket::serve(io, socket, request, router, peer)).await;
         }
         // Boxed: hyper's connection state is larger than an SSE stream's, and every idle
         // stream's task would otherwise be allocated at its size.
@@ -373,8 +379,8 @@ where
     }
 }
 
-/// HTTP/1.1 by hyper. A WebSocket upgraded here finds `socket` among its request's
-/// extensions, to let publishers write to it.
+/// HTTP/1.1 by hyper. A WebSocket upgraded here (one that was not the connection's first
+/// request) finds `socket` among its request's extensions, to let publishers write to it.
 async fn serve_hyper<I>(
     io: I,
     socket: Option<Arc<SharedSocket>>,

@@ -13,6 +13,7 @@ mod refusals;
 mod rest;
 mod rooms;
 pub mod sse;
+pub mod upgrade;
 pub mod ws;
 
 pub(crate) use admit::valid_session_id;

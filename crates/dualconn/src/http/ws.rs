@@ -11,20 +11,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, Utf8Bytes};
 
 use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
+use super::upgrade::{NotAHandshake, Upgrade};
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
 use crate::hub::{CloseReason, ConnKind, DirectSocket, Frame, Sent};
@@ -38,7 +41,7 @@ pub async fn preferred(
     socket: Option<Extension<Arc<SharedSocket>>>,
     headers: HeaderMap,
     uri: Uri,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAHandshake>,
 ) -> Response {
     let socket = socket.map(|Extension(s)| s);
     open(
@@ -63,7 +66,7 @@ pub async fn deprecated(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
     uri: Uri,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAHandshake>,
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
@@ -82,77 +85,61 @@ async fn open(
     headers: &HeaderMap,
     uri: &Uri,
     path: PathPlayer<'_>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAHandshake>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let query = Query::parse(uri.query());
     let admitted = admit(app, peer, headers, &query, path, ConnKind::WebSocket).await?;
-    let ws =
-        ws.map_err(|e| ApiError::validation(format!("not a valid WebSocket handshake: {e}")))?;
-    if !valid_key(headers) {
-        return Err(ApiError::validation(
-            "not a valid WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64",
-        ));
-    }
+    let ws = ws.map_err(NotAHandshake::into_api_error)?;
     let delivery = join(app, &admitted, ConnKind::WebSocket).await?;
     crate::greeting::greet(&app.hub, &admitted.player, &admitted.greeting).await;
     let state = app.clone();
-    Ok(ws
-        .protocols(["bearer"])
+    Ok(ws.accept(&app.tracker, move |upgraded| {
+        let took = arrived.elapsed();
+        state
+            .hub
+            .counters
+            .establishment(ConnKind::WebSocket)
+            .record(took);
+        state
+            .metrics
+            .record_establishment(ConnKind::WebSocket, took);
+        let direct = socket.map(|s| s.direct(Framing::WsText));
+        let options = Options {
+            ping_interval: state.config.ping_interval,
+            write_timeout: WRITE_TIMEOUT,
+        };
         // The read buffer is allocated, and zero-filled, at this size per connection, and kept
         // for its life (BENCHMARKS.md, issue 10). Commands are small; a larger message is read
         // in more pieces into a buffer reserved for it.
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(app.config.max_message_bytes)
-        .max_frame_size(app.config.max_message_bytes)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |upgraded| {
-            let took = arrived.elapsed();
-            state
-                .hub
-                .counters
-                .establishment(ConnKind::WebSocket)
-                .record(took);
-            state
-                .metrics
-                .record_establishment(ConnKind::WebSocket, took);
-            let direct = socket.map(|s| s.direct(Framing::WsText));
-            let options = Options {
-                ping_interval: state.config.ping_interval,
-                write_timeout: WRITE_TIMEOUT,
-            };
-            // Split here, not inside `serve`: a future keeps room for its arguments, and the
-            // WebSocket (hundreds of bytes, moved into the split halves' shared state) would
-            // be paid for twice by every idle connection.
-            let (sink, stream) = upgraded.split();
-            let serving = serve(
-                sink,
-                stream,
-                delivery,
-                options,
-                state.commands.clone(),
-                direct,
-            );
-            // A task of its own: axum's upgrade task would keep its own state (the handshake's
-            // configuration, the protocol, this closure) beside `serve`'s for the connection's
-            // whole life: 0.22 of an idle WebSocket's 3.96 KiB (BENCHMARKS.md, issue 10).
-            state.tracker.spawn(serving);
-            std::future::ready(())
-        }))
-}
-
-/// RFC 6455 §4.2.1: the key is a base64 nonce of 16 bytes; the library only checks it is there.
-fn valid_key(headers: &HeaderMap) -> bool {
-    use base64::Engine;
-    headers
-        .get("sec-websocket-key")
-        .and_then(|key| {
-            base64::engine::general_purpose::STANDARD
-                .decode(key.as_bytes())
-                .ok()
-        })
-        .is_some_and(|nonce| nonce.len() == 16)
+        let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(state.config.max_message_bytes))
+            .max_frame_size(Some(state.config.max_message_bytes));
+        // Ready at once: it only wraps the socket, as no handshake is left to do.
+        let Some(socket) =
+            WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).now_or_never()
+        else {
+            return;
+        };
+        // Split here, not inside `serve`: a future keeps room for its arguments, and the
+        // WebSocket (hundreds of bytes, moved into the split halves' shared state) would be
+        // paid for twice by every idle connection.
+        let (sink, stream) = socket.split();
+        let serving = serve(
+            sink,
+            stream,
+            delivery,
+            options,
+            state.commands.clone(),
+            direct,
+        );
+        // A task of its own: the task that answered the upgrade (hyper's connection, or the
+        // one that read the head itself) would keep its own state beside `serve`'s for the
+        // connection's whole life (BENCHMARKS.md, issue 10).
+        state.tracker.spawn(serving);
+    }))
 }
 
 /// Bytes read from a WebSocket per system call, and the idle read buffer. A command frame
@@ -180,8 +167,8 @@ pub async fn serve<Si, St>(
     runner: Runner,
     direct: Option<Arc<dyn DirectSocket>>,
 ) where
-    Si: Sink<Message, Error = axum::Error> + Unpin,
-    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    Si: Sink<Message, Error = tungstenite::Error> + Unpin,
+    St: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
     let mut stream = WokenReader::new(stream);
     let mut commands = InFlight::new(runner);
@@ -229,7 +216,8 @@ pub async fn serve<Si, St>(
                     delivery.conn().touch();
                     send_error(&delivery, "validation_error", "binary frames are not accepted; send JSON text");
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => delivery.conn().touch(),
+                // A raw frame is never read, only written.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => delivery.conn().touch(),
                 Some(Ok(Message::Close(_))) => {
                     // Finish the closing handshake: the library queued the echo of the peer's
                     // close frame, and it only leaves on a flush. Nothing may follow it.
@@ -270,7 +258,7 @@ async fn write_batch<S>(
     patience: Duration,
 ) -> bool
 where
-    S: Sink<Message, Error = axum::Error> + Unpin,
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
 {
     let mut frames = frames;
     if let Some(direct) = direct {
@@ -359,12 +347,12 @@ async fn close<S>(
     (code, reason): (u16, &'static str),
     patience: Duration,
 ) where
-    S: Sink<Message, Error = axum::Error> + Unpin,
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
 {
     // The close frame is the last frame: no publisher writes after it.
     delivery.conn().outbox.detach();
     let frame = Message::Close(Some(CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
     }));
     // A slow consumer's socket may still be full; give the close frame as long as a write.
@@ -373,8 +361,8 @@ async fn close<S>(
 
 /// The close a broken inbound stream deserves, when the peer can still be told: 1009 for a
 /// message over the limit, 1007 for text that is not UTF-8, 1002 for a protocol violation.
-fn close_code_for(error: axum::Error) -> Option<(u16, &'static str)> {
-    match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+fn close_code_for(error: tungstenite::Error) -> Option<(u16, &'static str)> {
+    match error {
         tungstenite::Error::Capacity(_) => Some((1009, "message too big")),
         tungstenite::Error::Utf8(_) => Some((1007, "text is not UTF-8")),
         tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
@@ -495,14 +483,14 @@ mod tests {
     struct Still;
 
     impl Stream for Still {
-        type Item = Result<Message, axum::Error>;
+        type Item = Result<Message, tungstenite::Error>;
         fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             Poll::Pending
         }
     }
 
     impl Sink<Message> for Still {
-        type Error = axum::Error;
+        type Error = tungstenite::Error;
         fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             Poll::Pending
         }

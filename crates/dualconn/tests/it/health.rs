@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::Message;
 use dualconn::commands::Runner;
 use dualconn::commands::demo::DemoWorld;
 use dualconn::config::Rate;
@@ -15,32 +14,44 @@ use dualconn::http::ws::{Options, serve};
 use dualconn::hub::{ConnKind, Hub, HubConfig, Join, PlayerId};
 use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The client's end of a WebSocket, as two channels.
 struct FakeSocket {
-    inbound: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+    inbound: mpsc::UnboundedReceiver<Result<Message, tungstenite::Error>>,
     outbound: mpsc::UnboundedSender<Message>,
 }
 
 impl Stream for FakeSocket {
-    type Item = Result<Message, axum::Error>;
+    type Item = Result<Message, tungstenite::Error>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inbound.poll_recv(cx)
     }
 }
 
 impl Sink<Message> for FakeSocket {
-    type Error = axum::Error;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    type Error = tungstenite::Error;
+    fn poll_ready(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
         Poll::Ready(Ok(()))
     }
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), axum::Error> {
-        self.outbound.send(item).map_err(axum::Error::new)
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), tungstenite::Error> {
+        self.outbound
+            .send(item)
+            .map_err(|_| tungstenite::Error::ConnectionClosed)
     }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
         Poll::Ready(Ok(()))
     }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    fn poll_close(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Result<(), tungstenite::Error>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -61,7 +72,7 @@ async fn open_ws(
     hub: &Arc<Hub>,
     player: &str,
 ) -> (
-    mpsc::UnboundedSender<Result<Message, axum::Error>>,
+    mpsc::UnboundedSender<Result<Message, tungstenite::Error>>,
     mpsc::UnboundedReceiver<Message>,
     tokio::task::JoinHandle<()>,
 ) {
@@ -154,7 +165,7 @@ async fn a_websocket_that_stops_answering_becomes_unhealthy_then_is_closed() {
             close = frame;
         }
     }
-    assert_eq!(close.map(|f| f.code), Some(1008));
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1008));
     silent.await.unwrap();
     let s = hub.stats();
     assert_eq!((s.connections(), s.healthy()), (1, 1));

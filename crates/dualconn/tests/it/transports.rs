@@ -532,3 +532,66 @@ async fn an_sse_stream_after_a_rest_call_on_the_same_connection_works() {
     server.publish(&["ivy"], "chat", json!({"n": 1})).await;
     read_until(&mut socket, "\"chat\"").await;
 }
+
+/// A WebSocket that is not its connection's first request (here after a keep-alive REST call)
+/// is upgraded through hyper rather than answered straight on the socket: it behaves the same.
+#[tokio::test]
+async fn a_websocket_opened_after_a_keep_alive_request_on_the_same_connection_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let live = format!("GET /health/live HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    tcp.write_all(live.as_bytes()).await.unwrap();
+    // Read the whole response, and not a byte more: the head, then its declared body.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        within(tcp.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .expect("a length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    within(tcp.read_exact(&mut body)).await.unwrap();
+
+    let mut req = server.ws_url("/api/ws").into_client_request().unwrap();
+    let offer = format!("bearer, {}", server.token("alice"));
+    req.headers_mut()
+        .insert("sec-websocket-protocol", offer.parse().unwrap());
+    let (mut ws, response) = within(tokio_tungstenite::client_async(req, tcp))
+        .await
+        .expect("upgraded on the kept-alive connection");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
+    assert_eq!(next_json(&mut ws).await["event_type"], "connected");
+    server
+        .publish(&["alice"], "chat", json!({"text": "hi"}))
+        .await;
+    let event = next_json(&mut ws).await;
+    assert_eq!(
+        (event["event_type"].as_str(), event["data"]["text"].as_str()),
+        (Some("chat"), Some("hi"))
+    );
+    ws.send(tokio_tungstenite::tungstenite::Message::Close(None))
+        .await
+        .unwrap();
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> serde_json::Value {
+    let message = within(ws.next()).await.expect("open").expect("a frame");
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
+}
