@@ -5,7 +5,8 @@
 //! the outbox decides) frames its event and writes it with one non-blocking call, without
 //! waking the task (`hub::outbox`). Frames never interleave on the wire: whoever begins a frame
 //! finishes it before anyone else writes. A publisher's frame that the socket took only in
-//! part keeps its end here, and the task writes that end before any byte of its own. A task
+//! part keeps its end here, and the task writes that end before any byte of its own, or the
+//! next frame written directly carries it in front, in the same system call. A task
 //! that has begun writing (a batch, a ping, a pong the WebSocket library owes) holds the
 //! socket until it flushes. The socket stays open until the last handle is gone, so a
 //! publisher never writes to a descriptor number that was reused.
@@ -42,7 +43,7 @@ struct Turn {
     /// How publishers frame events: set once the stream knows its transport. Kept here rather
     /// than in a handle of its own, which would be one more allocation per connection.
     framing: Option<Framing>,
-    /// The unwritten end of a frame a publisher began.
+    /// The unwritten end of a frame a publisher began, or what must lead every frame (`lead`).
     rest: Option<Bytes>,
 }
 
@@ -80,6 +81,17 @@ impl SharedSocket {
         self.clone()
     }
 
+    /// Bytes that go before anything else written on the socket: the 101 of an upgrade
+    /// answered without hyper, which then leaves with the opening frames in one system call
+    /// rather than in one of its own (issue 10, set-up).
+    pub fn lead(&self, bytes: Bytes) {
+        let mut turn = self.turn.lock();
+        turn.rest = Some(match turn.rest.take() {
+            None => bytes,
+            Some(before) => [before, bytes].concat().into(),
+        });
+    }
+
     /// Writes what is left of a publisher's frame; Pending until all of it is in the socket.
     fn finish_rest(&self, turn: &mut Turn, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(rest) = &mut turn.rest {
@@ -113,9 +125,11 @@ impl DirectSocket for SharedSocket {
         let Some(framing) = turn.framing else {
             return Sent::Nothing;
         };
-        if turn.task_writing || turn.rest.is_some() {
+        if turn.task_writing {
             return Sent::Nothing;
         }
+        // Whatever must go first leaves in the same system call as the frame.
+        let rest = turn.rest.take().unwrap_or_default();
         SCRATCH.with_borrow_mut(|scratch| {
             let mut head = [0u8; HEAD_ROOM];
             let (head, body, tail): (&[u8], &[u8], &[u8]) = match framing {
@@ -130,7 +144,7 @@ impl DirectSocket for SharedSocket {
                 }
                 Framing::WsText => (ws_text_head(frame.json.len(), &mut head), &frame.json, b""),
             };
-            let parts = [head, body, tail];
+            let parts = [&rest[..], head, body, tail];
             // One system call for the frame's parts, without copying them together.
             let sent = match self.tcp.try_write_vectored(&parts.map(IoSlice::new)) {
                 Ok(n) if n == parts.iter().map(|p| p.len()).sum::<usize>() => Sent::All,
@@ -139,7 +153,10 @@ impl DirectSocket for SharedSocket {
                     Sent::Part
                 }
                 // Full, or failed: the task meets the same error on its next write and ends.
-                Err(_) => Sent::Nothing,
+                Err(_) => {
+                    turn.rest = (!rest.is_empty()).then_some(rest);
+                    Sent::Nothing
+                }
             };
             if scratch.capacity() > SCRATCH_KEPT {
                 *scratch = BytesMut::new();
@@ -345,6 +362,76 @@ mod tests {
             wire.len(),
             expected.len()
         );
+    }
+
+    /// Once the socket has room again, the next frame written directly carries the end of the
+    /// one before it in front, in the same system call.
+    #[tokio::test]
+    async fn a_direct_write_finishes_the_frame_before_it_first() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut shared, mut client) = pair().await;
+        let direct = shared.socket().direct(Framing::SseRaw);
+        let mut sent = Vec::new();
+        loop {
+            let byte = b'a' + (sent.len() % 26) as u8;
+            let outcome = direct.try_send(&frame(100_000, byte));
+            sent.push(byte);
+            if outcome == Sent::Part {
+                break;
+            }
+        }
+        let reader = tokio::spawn(async move {
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            wire
+        });
+        loop {
+            shared.0.tcp.writable().await.unwrap();
+            if direct.try_send(&frame(10, b'!')) != Sent::Nothing {
+                break;
+            }
+        }
+        shared.shutdown().await.unwrap();
+        drop((shared, direct));
+        let wire = reader.await.unwrap();
+        let mut expected = Vec::new();
+        for byte in sent.into_iter().chain([b'!']) {
+            let len = if byte == b'!' { 10 } else { 100_000 };
+            let mut event = b"id: 1\ndata: ".to_vec();
+            event.resize(event.len() + len, byte);
+            event.extend_from_slice(b"\n\n");
+            expected.extend_from_slice(&event);
+        }
+        assert!(
+            wire == expected,
+            "{} bytes, expected {}",
+            wire.len(),
+            expected.len()
+        );
+    }
+
+    /// An upgrade's 101 leads: it leaves with the first frame, written directly or by the task.
+    #[tokio::test]
+    async fn what_leads_goes_before_the_first_frame_whoever_writes_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for by_task in [false, true] {
+            let (mut shared, mut client) = pair().await;
+            let socket = shared.socket();
+            socket.lead(Bytes::from_static(b"HTTP/1.1 101 "));
+            socket.lead(Bytes::from_static(b"Switching Protocols\r\n\r\n"));
+            if by_task {
+                shared.write_all(b"own").await.unwrap();
+                shared.flush().await.unwrap();
+            } else {
+                let direct = socket.direct(Framing::WsText);
+                assert_eq!(direct.try_send(&frame(3, b'x')), Sent::All);
+            }
+            let first: &[u8] = if by_task { b"own" } else { b"\x81\x03xxx" };
+            let expected = [&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..], first].concat();
+            let mut wire = vec![0u8; expected.len()];
+            client.read_exact(&mut wire).await.unwrap();
+            assert_eq!(wire, expected, "written by the task: {by_task}");
+        }
     }
 
     #[tokio::test]

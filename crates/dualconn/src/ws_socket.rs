@@ -32,8 +32,8 @@ pub async fn serve<I: Io>(
     let extensions = request.extensions_mut();
     extensions.insert(ConnectInfo(peer));
     extensions.insert(raw.clone());
-    if let Some(socket) = socket {
-        extensions.insert(socket);
+    if let Some(socket) = &socket {
+        extensions.insert(socket.clone());
     }
     let Ok(response) = router.oneshot(*request).await;
     let on_upgrade = match raw.take() {
@@ -54,8 +54,15 @@ pub async fn serve<I: Io>(
         None,
     );
     drop(response);
-    // Dropped unrun if the client is gone: the connection leaves the hub with it.
-    if io.write_all(&head).await.is_ok() {
-        on_upgrade(Box::new(io));
+    match socket {
+        // The 101 leaves with the opening frames, in one system call.
+        Some(socket) => socket.lead(head.freeze()),
+        // Dropped unrun if the client is gone: the connection leaves the hub with it.
+        None => {
+            if io.write_all(&head).await.is_err() {
+                return;
+            }
+        }
     }
+    on_upgrade(Box::new(io));
 }
