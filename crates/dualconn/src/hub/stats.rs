@@ -115,3 +115,62 @@ impl Counters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/monitoring/performance` reports these as milliseconds: an average and a maximum.
+    #[test]
+    fn set_up_times_are_summarized_as_count_mean_and_maximum_in_milliseconds() {
+        let times = Establishment::default();
+        assert_eq!(
+            times.summary(),
+            (0, 0.0, 0.0),
+            "nothing yet, no division by zero"
+        );
+        times.record(Duration::from_micros(1_500));
+        times.record(Duration::from_micros(4_500));
+        times.record(Duration::from_micros(3_000));
+        assert_eq!(times.summary(), (3, 3.0, 4.5));
+    }
+
+    /// A cluster's figures are every node's added up, field by field, never wrapping.
+    #[test]
+    fn totals_add_field_by_field_and_saturate() {
+        let one = CounterTotals {
+            messages_sent: 1,
+            deliveries_ok: 2,
+            deliveries_failed: 3,
+            slow_consumers: 4,
+            evictions: 5,
+            session_replacements: 6,
+            ws_established: 7,
+            sse_established: 8,
+        };
+        let mut sum = one;
+        sum += CounterTotals {
+            messages_sent: 10,
+            deliveries_ok: 20,
+            deliveries_failed: 30,
+            slow_consumers: 40,
+            evictions: 50,
+            session_replacements: 60,
+            ws_established: 70,
+            sse_established: u64::MAX,
+        };
+        assert_eq!(
+            sum,
+            CounterTotals {
+                messages_sent: 11,
+                deliveries_ok: 22,
+                deliveries_failed: 33,
+                slow_consumers: 44,
+                evictions: 55,
+                session_replacements: 66,
+                ws_established: 77,
+                sse_established: u64::MAX,
+            }
+        );
+    }
+}

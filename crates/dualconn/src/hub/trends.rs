@@ -36,14 +36,6 @@ impl HealthTrends {
         };
         (mean(SAMPLES_PER_HOUR), mean(SAMPLES_PER_DAY))
     }
-
-    pub fn len(&self) -> usize {
-        self.samples.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -64,6 +56,10 @@ mod tests {
         assert_eq!(hour, 50.0);
         assert!((day - (100.0 * 1380.0 + 50.0 * 60.0) / 1440.0).abs() < 1e-9);
         t.record(0.0);
-        assert_eq!(t.len(), SAMPLES_PER_DAY, "the ring never grows past a day");
+        assert_eq!(
+            t.samples.lock().len(),
+            SAMPLES_PER_DAY,
+            "the ring never grows past a day"
+        );
     }
 }

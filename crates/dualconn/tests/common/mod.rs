@@ -282,35 +282,46 @@ pub enum Ending {
 }
 
 impl Ws {
-    /// The next event, skipping heartbeats.
+    /// The next event, skipping heartbeats; bounded as a whole, as heartbeats never stop.
     pub async fn next_event(&mut self) -> Value {
-        loop {
-            match within(self.stream.next()).await {
-                Some(Ok(Message::Text(text))) => {
-                    let v: Value = serde_json::from_str(&text).expect("events are JSON");
-                    if v["event_type"] != "heartbeat" {
-                        return v;
+        within(async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let v: Value = serde_json::from_str(&text).expect("events are JSON");
+                        if v["event_type"] != "heartbeat" {
+                            return v;
+                        }
                     }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    other => panic!("expected an event, got {other:?}"),
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                other => panic!("expected an event, got {other:?}"),
             }
-        }
+        })
+        .await
     }
 
-    /// Reads until the close frame, returning the events seen before it.
+    /// Reads until the close frame, returning the events seen before it. Bounded as a whole,
+    /// not only per frame: heartbeats would otherwise keep a connection that never closes
+    /// from failing the test.
     pub async fn until_close(&mut self) -> (Vec<Value>, Ending) {
         let mut events = Vec::new();
-        loop {
-            match within(self.stream.next()).await {
-                Some(Ok(Message::Text(text))) => {
-                    events.push(serde_json::from_str(&text).unwrap());
+        let read = async {
+            loop {
+                match within(self.stream.next()).await {
+                    Some(Ok(Message::Text(text))) => {
+                        events.push(serde_json::from_str(&text).unwrap());
+                    }
+                    Some(Ok(Message::Close(frame))) => return Ending::Closed(frame),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return Ending::Dropped,
                 }
-                Some(Ok(Message::Close(frame))) => return (events, Ending::Closed(frame)),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return (events, Ending::Dropped),
             }
-        }
+        };
+        let ending = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the connection closed in time");
+        (events, ending)
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -360,19 +371,23 @@ impl Sse {
         }
     }
 
-    /// The next event, skipping heartbeats; `None` when the stream ended.
+    /// The next event, skipping heartbeats; `None` when the stream ended. Bounded as a whole,
+    /// as heartbeats never stop.
     pub async fn next(&mut self) -> Option<SseEvent> {
-        loop {
-            match within(self.events.next()).await {
-                Some(Ok(e)) => {
-                    let json: Value = serde_json::from_str(&e.data).expect("events are JSON");
-                    if json["event_type"] != "heartbeat" {
-                        return Some(SseEvent { id: e.id, json });
+        within(async {
+            loop {
+                match self.events.next().await {
+                    Some(Ok(e)) => {
+                        let json: Value = serde_json::from_str(&e.data).expect("events are JSON");
+                        if json["event_type"] != "heartbeat" {
+                            return Some(SseEvent { id: e.id, json });
+                        }
                     }
+                    Some(Err(_)) | None => return None,
                 }
-                Some(Err(_)) | None => return None,
             }
-        }
+        })
+        .await
     }
 
     pub async fn next_event(&mut self) -> Value {
@@ -380,11 +395,17 @@ impl Sse {
     }
 
     /// Reads to the end of the stream, returning what came.
+    /// Every event until the stream ends, which must be within 30 seconds.
     pub async fn until_end(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
-        while let Some(e) = self.next().await {
-            out.push(e.json);
-        }
+        let read = async {
+            while let Some(e) = self.next().await {
+                out.push(e.json);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the stream ended in time");
         out
     }
 }

@@ -705,6 +705,49 @@ async fn redis_going_away_refuses_new_work_keeps_connections_and_comes_back() {
     );
 }
 
+/// Redis lost its data under a node holding connections admitted under a later session: the
+/// node restores the session's generation from them, so the next new session still ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_its_data_a_new_session_still_ends_connections_of_the_old_one() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port);
+    let mut settings = cluster_settings(&redis.url(), &unique_prefix(), "a");
+    settings.heartbeat_secs = Some(1);
+    let a = Server::from_settings(settings).await;
+    a.ready().await;
+
+    // The session's second generation: the first one's connection ends, one opens under it.
+    let mut first = a.ws("ivy", "").await;
+    first.next_event().await;
+    let new_session = |id: &'static str| {
+        a.post(
+            "/api/connections/ivy/session",
+            ADMIN_KEY,
+            json!({"session_id": id}),
+        )
+    };
+    assert_eq!(new_session("second").await.status(), 200);
+    assert_eq!(close_code(&first.until_close().await.1), Some(4001));
+    let mut second = a.ws("ivy", "?session_id=second").await;
+    assert_eq!(second.next_event().await["data"]["session_id"], "second");
+
+    redis.stop();
+    availability_becomes(&a, false).await;
+    let _redis = OwnRedis::start(port);
+    availability_becomes(&a, true).await;
+
+    let third = new_session("third").await;
+    assert_eq!(third.status(), 200);
+    let third: Value = third.json().await.unwrap();
+    assert_eq!(third["previous_connections_disconnected"], 1);
+    let (events, ending) = second.until_close().await;
+    assert_eq!(
+        close_code(&ending),
+        Some(4001),
+        "the connection of the session Redis forgot was ended: {events:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_gracefully_leaves_the_figures_at_once() {
     let mut nodes = cluster(2, |_| {}).await;
