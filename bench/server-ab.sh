@@ -26,7 +26,7 @@ one() { # $1 label, $2 binary
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
   # shellcheck disable=SC2086
   taskset -c 1 target/release/dualconn-bench "$MODE" $LOAD --label "$1" --port "$port" --cpu 1 --server-pid "$pid" 2>/dev/null \
-    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());if(j.server_cpu_us_per_conn!==undefined){console.log(`${j.label}: cpu_us_per_conn=${j.server_cpu_us_per_conn} connects=${j.connects} errors=${j.errors}`);return}console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} deliveries_per_s=${j.deliveries_per_s} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})'
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s.trim().split("\n").pop());if(process.argv[1]==="churn"){console.log(`${j.label}: cpu_us_per_conn=${j.server_cpu_us_per_conn} connects=${j.connects} errors=${j.errors}`);return}console.log(`${j.label}: cpu_us_per_delivery=${j.server_cpu_us_per_delivery} deliveries_per_s=${j.deliveries_per_s} latency_p50_ms=${(j.latency_p50_us/1000).toFixed(1)} latency_p99_ms=${(j.latency_p99_us/1000).toFixed(1)} latency_max_ms=${(j.latency_max_us/1000).toFixed(1)} gaps=${j.gaps} dups=${j.duplicates}`)})' "$MODE"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 for _ in $(seq "$rounds"); do
