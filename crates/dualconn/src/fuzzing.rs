@@ -134,6 +134,50 @@ pub fn credentials(data: &[u8]) {
     }
 }
 
+/// The bytes a client sends on a new plain connection, served as the server serves them: the
+/// first head read off the socket (`http1_head`), then an SSE stream or a WebSocket upgrade
+/// answered there, each through the real router; anything else must be handed on with every
+/// byte read. `TOKEN` in the input stands for a valid player token, so that seeds get past
+/// authentication.
+pub fn request_head(data: &[u8]) {
+    use crate::http1_head::First;
+    let h = harness();
+    let data = replace_token(data, h.player_token.as_bytes());
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    h.runtime.block_on(async {
+        // What the client sent, then its end of file; whatever the server writes is dropped.
+        let mut io = tokio::io::join(std::io::Cursor::new(data.clone()), tokio::io::sink());
+        let Ok(first) = crate::http1_head::first_request(&mut io, 16 * 1024, 64).await else {
+            return;
+        };
+        match first {
+            First::Other(read) => assert!(data.starts_with(&read), "bytes were lost"),
+            First::Sse(request) => {
+                crate::sse_socket::serve(io, None, request, h.app.router(), peer, Duration::ZERO)
+                    .await;
+            }
+            First::WebSocket(request) => {
+                crate::ws_socket::serve(io, None, request, h.app.router(), peer).await;
+            }
+        }
+        // An accepted WebSocket's task meets the end of file and ends.
+        tokio::task::yield_now().await;
+    });
+    h.app.hub().sweep();
+}
+
+fn replace_token(data: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.windows(5).position(|w| w == b"TOKEN") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(token);
+        rest = &rest[at + 5..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 fn split(data: &[u8]) -> (&[u8], &[u8]) {
     match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -232,17 +276,45 @@ mod tests {
         );
     }
 
+    /// The head target must open real streams and WebSockets, or fuzzing it would only test
+    /// refusals.
+    #[test]
+    fn the_head_target_opens_real_streams_and_websockets() {
+        use std::sync::atomic::Ordering;
+        let opened = |kind| {
+            super::harness()
+                .app
+                .hub()
+                .counters
+                .establishment(kind)
+                .count
+                .load(Ordering::Relaxed)
+        };
+        let (ws, sse) = (crate::hub::ConnKind::WebSocket, crate::hub::ConnKind::Sse);
+        let before = (opened(ws), opened(sse));
+        super::request_head(
+            b"GET /api/ws?token=TOKEN HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+        super::request_head(b"GET /sse/fuzzer?token=TOKEN HTTP/1.1\r\nHost: x\r\n\r\n");
+        // At least: the corpus replay may open more through the same harness meanwhile.
+        assert!(opened(ws) > before.0, "the WebSocket was accepted");
+        assert!(opened(sse) > before.1, "the stream opened");
+    }
+
     /// Every committed corpus file through its target, on stable Rust, in every test run.
     #[test]
     fn the_fuzz_corpus_replays_cleanly() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 5] = [
+        let targets: [(&str, Target); 6] = [
             ("inbound_message", super::inbound_message),
             ("config_toml", super::config_toml),
             ("rest_body", super::rest_body),
             ("stream_query", super::stream_query),
             ("credentials", super::credentials),
+            ("request_head", super::request_head),
         ];
         for (name, target) in targets {
             let dir = corpus.join(name);

@@ -11,6 +11,9 @@
 //! request is handed to hyper with the bytes read so far put back in front of the socket, so
 //! REST, keep-alive, pipelining and every malformed request keep hyper's handling.
 
+// Sizes here come from the network: arithmetic on them is checked (SPEC §12.26).
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -49,7 +52,7 @@ where
         if read.len() >= max_bytes {
             return Ok(First::Other(read.freeze()));
         }
-        read.reserve(HEAD_READ.min(max_bytes - read.len()));
+        read.reserve(HEAD_READ.min(max_bytes.saturating_sub(read.len())));
         if io.read_buf(&mut read).await? == 0 {
             return Ok(First::Other(read.freeze()));
         }
@@ -124,7 +127,7 @@ where
     let body = axum::body::to_bytes(body, MAX_ERROR_BODY)
         .await
         .map_err(io::Error::other)?;
-    let mut out = BytesMut::with_capacity(512 + body.len());
+    let mut out = BytesMut::with_capacity(body.len().saturating_add(512));
     put_head(
         &mut out,
         parts.status,
