@@ -4,7 +4,7 @@
 //! It replaces axum's `WebSocketUpgrade`, which takes the socket only from hyper: serving the
 //! common case without hyper is a share of every WebSocket's set-up (issue 10).
 
-// Sizes here come from the network: arithmetic on them is checked (SPEC §12.26).
+// Headers here come from the network: any arithmetic on them must be checked (SPEC §12.26).
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::{Arc, Mutex};
