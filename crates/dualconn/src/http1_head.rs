@@ -318,35 +318,31 @@ mod tests {
 
     #[tokio::test]
     async fn every_other_request_goes_to_hyper_with_every_byte_read() {
-        let post = b"POST /api/publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(other(first_of(&[post]).await), &post[..]);
-
-        // A WebSocket over HTTP/1.0, or with bytes after its head.
-        let ws10 = b"GET /api/ws HTTP/1.0\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(other(first_of(&[ws10]).await), &ws10[..]);
-        let ws_then_frame = b"GET /api/ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x81\x80";
-        assert_eq!(other(first_of(&[ws_then_frame]).await), &ws_then_frame[..]);
-        // Paths that only start like a WebSocket's.
-        let near = b"GET /api/wsx HTTP/1.1\r\n\r\n";
-        assert_eq!(other(first_of(&[near]).await), &near[..]);
-        let near = b"GET /wsx/a HTTP/1.1\r\n\r\n";
-        assert_eq!(other(first_of(&[near]).await), &near[..]);
-
-        // Bytes after the head (a pipelined request) are hyper's to answer.
-        let pipelined = b"GET /sse/a HTTP/1.1\r\n\r\nGET /health/live HTTP/1.1\r\n\r\n";
-        assert_eq!(other(first_of(&[pipelined]).await), &pipelined[..]);
-
-        // A GET with a body.
-        let with_body = b"GET /api/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(other(first_of(&[with_body]).await), &with_body[..]);
-
-        // Malformed, cut short, or a header hyper must refuse: hyper answers them as before.
-        let garbage = b"\x16\x03\x01 not http\r\n\r\n";
-        assert_eq!(other(first_of(&[garbage]).await), &garbage[..]);
-        let cut = b"GET /sse/a HTTP/1.1\r\nHost";
-        assert_eq!(other(first_of(&[cut]).await), &cut[..]);
-        let bad_value = b"GET /sse/a HTTP/1.1\r\nX: \x7f\r\n\r\n";
-        assert_eq!(other(first_of(&[bad_value]).await), &bad_value[..]);
+        let cases: [&[u8]; 10] = [
+            b"POST /api/publish HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            // A WebSocket over HTTP/1.0, or with bytes after its head.
+            b"GET /api/ws HTTP/1.0\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /api/ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x81\x80",
+            // Paths that only start like a WebSocket's.
+            b"GET /api/wsx HTTP/1.1\r\n\r\n",
+            b"GET /wsx/a HTTP/1.1\r\n\r\n",
+            // Bytes after the head (a pipelined request) are hyper's to answer.
+            b"GET /sse/a HTTP/1.1\r\n\r\nGET /health/live HTTP/1.1\r\n\r\n",
+            // A GET with a body.
+            b"GET /api/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            // Malformed, cut short, or a header hyper must refuse: hyper answers them as before.
+            b"\x16\x03\x01 not http\r\n\r\n",
+            b"GET /sse/a HTTP/1.1\r\nHost",
+            b"GET /sse/a HTTP/1.1\r\nX: \x7f\r\n\r\n",
+        ];
+        for bytes in cases {
+            assert_eq!(
+                other(first_of(&[bytes]).await),
+                bytes,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[tokio::test]

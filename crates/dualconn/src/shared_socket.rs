@@ -313,12 +313,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_task_writes_the_end_of_a_publishers_frame_before_its_own_bytes() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut shared, mut client) = pair().await;
-        let direct = shared.socket().direct(Framing::SseRaw);
-        // Publish until the socket takes an event only in part (the client reads nothing).
+    /// Publishes 100 kB events until the socket takes one only in part (the client reads
+    /// nothing); returns each event's filler byte, in order.
+    fn fill_until_part(direct: &Arc<dyn DirectSocket>) -> Vec<u8> {
         let mut sent = Vec::new();
         loop {
             let byte = b'a' + (sent.len() % 26) as u8;
@@ -330,31 +327,50 @@ mod tests {
             );
             sent.push(byte);
             if outcome == Sent::Part {
-                break;
+                return sent;
             }
         }
+    }
+
+    /// Everything the client will read, until the server's end.
+    fn read_to_end(mut client: TcpStream) -> tokio::task::JoinHandle<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        tokio::spawn(async move {
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            wire
+        })
+    }
+
+    /// The raw SSE bytes of `frame(len, byte)` events, one after another.
+    fn sse_events(events: impl IntoIterator<Item = (usize, u8)>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (len, byte) in events {
+            out.extend_from_slice(b"id: 1\ndata: ");
+            out.resize(out.len() + len, byte);
+            out.extend_from_slice(b"\n\n");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_task_writes_the_end_of_a_publishers_frame_before_its_own_bytes() {
+        use tokio::io::AsyncWriteExt;
+        let (mut shared, client) = pair().await;
+        let direct = shared.socket().direct(Framing::SseRaw);
+        let sent = fill_until_part(&direct);
         assert_eq!(
             direct.try_send(&frame(10, b'!')),
             Sent::Nothing,
             "nothing starts before the end is written"
         );
         // The task's own bytes go after the publisher's end, however the socket drains.
-        let reader = tokio::spawn(async move {
-            let mut wire = Vec::new();
-            client.read_to_end(&mut wire).await.unwrap();
-            wire
-        });
+        let reader = read_to_end(client);
         shared.write_all(b"data: own\n\n").await.unwrap();
         shared.shutdown().await.unwrap();
         drop((shared, direct));
         let wire = reader.await.unwrap();
-        let mut expected = Vec::new();
-        for byte in sent {
-            let mut event = b"id: 1\ndata: ".to_vec();
-            event.resize(event.len() + 100_000, byte);
-            event.extend_from_slice(b"\n\n");
-            expected.extend_from_slice(&event);
-        }
+        let mut expected = sse_events(sent.into_iter().map(|byte| (100_000, byte)));
         expected.extend_from_slice(b"data: own\n\n");
         assert!(
             wire == expected,
@@ -368,40 +384,30 @@ mod tests {
     /// one before it in front, in the same system call.
     #[tokio::test]
     async fn a_direct_write_finishes_the_frame_before_it_first() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut shared, mut client) = pair().await;
+        use tokio::io::AsyncWriteExt;
+        let (mut shared, client) = pair().await;
         let direct = shared.socket().direct(Framing::SseRaw);
-        let mut sent = Vec::new();
-        loop {
-            let byte = b'a' + (sent.len() % 26) as u8;
-            let outcome = direct.try_send(&frame(100_000, byte));
-            sent.push(byte);
-            if outcome == Sent::Part {
-                break;
+        let sent = fill_until_part(&direct);
+        let reader = read_to_end(client);
+        let next = async {
+            loop {
+                shared.0.tcp.writable().await.unwrap();
+                if direct.try_send(&frame(10, b'!')) != Sent::Nothing {
+                    return;
+                }
             }
-        }
-        let reader = tokio::spawn(async move {
-            let mut wire = Vec::new();
-            client.read_to_end(&mut wire).await.unwrap();
-            wire
-        });
-        loop {
-            shared.0.tcp.writable().await.unwrap();
-            if direct.try_send(&frame(10, b'!')) != Sent::Nothing {
-                break;
-            }
-        }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), next)
+            .await
+            .expect("a frame is written once the socket has room");
         shared.shutdown().await.unwrap();
         drop((shared, direct));
         let wire = reader.await.unwrap();
-        let mut expected = Vec::new();
-        for byte in sent.into_iter().chain([b'!']) {
-            let len = if byte == b'!' { 10 } else { 100_000 };
-            let mut event = b"id: 1\ndata: ".to_vec();
-            event.resize(event.len() + len, byte);
-            event.extend_from_slice(b"\n\n");
-            expected.extend_from_slice(&event);
-        }
+        let expected = sse_events(
+            sent.into_iter()
+                .map(|byte| (100_000, byte))
+                .chain([(10, b'!')]),
+        );
         assert!(
             wire == expected,
             "{} bytes, expected {}",

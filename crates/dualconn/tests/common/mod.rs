@@ -425,3 +425,40 @@ impl XorShift {
         self.next() % n
     }
 }
+
+/// Opens a WebSocket by hand on `stream` (the token in the query) and reads the 101's head,
+/// leaving every frame after it unread.
+pub async fn raw_ws_handshake(server: &Server, player: &str, stream: &mut TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let request = format!(
+        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.token(player),
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}
+
+/// A raw WebSocket with a tiny receive buffer, so that the kernel holds little on the
+/// client's behalf once it stops reading.
+pub async fn tiny_buffer_ws(server: &Server, player: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    raw_ws_handshake(server, player, &mut stream).await;
+    stream
+}
+
+/// A response head, read a byte at a time so that nothing after it is consumed.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        within(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}

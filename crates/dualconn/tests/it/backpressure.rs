@@ -5,33 +5,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// A WebSocket handshake over a raw socket with a tiny receive buffer, so that the kernel
-/// holds little on the client's behalf once it stops reading.
-async fn raw_ws(server: &Server, player: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(server.addr).await.unwrap();
-    let request = format!(
-        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.token(player),
-        server.addr
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        within(stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
-}
-
 /// Reads server frames until a close frame and returns its code.
 async fn read_until_close(stream: &mut TcpStream) -> Option<u16> {
     loop {
@@ -62,7 +35,7 @@ async fn read_until_close(stream: &mut TcpStream) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_with_4008_and_others_are_unaffected() {
     let server = Server::start_with(|s| s.max_body_bytes = Some(1 << 20)).await;
-    let mut slow = raw_ws(&server, "slow").await;
+    let mut slow = tiny_buffer_ws(&server, "slow").await;
     let mut good = server.ws("good", "").await;
     good.next_event().await;
     let big = "x".repeat(200 * 1024);

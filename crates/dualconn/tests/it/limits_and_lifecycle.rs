@@ -583,29 +583,6 @@ async fn a_full_node_answers_409_where_the_session_rules_refuse_and_503_only_aft
     assert_eq!(held.next_event().await["event_type"], "still_here");
 }
 
-/// Raw WebSocket with a tiny receive buffer that stops reading once open.
-async fn stalled_ws(server: &Server, player: &str) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(server.addr).await.unwrap();
-    let request = format!(
-        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.token(player),
-        server.addr
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        within(stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    stream
-}
-
 /// With a node-wide queued-bytes bound below one outbox's own bound, a reader that stops
 /// reading is closed by the node's budget (4008) before its outbox overflows; a reader that
 /// keeps up is untouched, and the shedding shows in the figures.
@@ -617,7 +594,7 @@ async fn past_the_queued_bytes_budget_the_heaviest_reader_is_closed_with_4008() 
         s.max_queued_bytes = Some(512 << 10);
     })
     .await;
-    let mut slow = stalled_ws(&server, "heavy").await;
+    let mut slow = tiny_buffer_ws(&server, "heavy").await;
     let mut good = server.ws("light", "").await;
     good.next_event().await;
     let blob = "h".repeat(64 * 1024);

@@ -799,24 +799,7 @@ async fn wrong_json_shapes_are_400_envelopes() {
 /// Opens a WebSocket by hand, reading the 101 head and leaving the frames after it.
 async fn raw_ws(server: &Server, player: &str) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let handshake = format!(
-        "GET /api/ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.token(player),
-        server.addr
-    );
-    stream.write_all(handshake.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        within(stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    raw_ws_handshake(server, player, &mut stream).await;
     stream
 }
 

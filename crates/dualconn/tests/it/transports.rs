@@ -545,13 +545,7 @@ async fn a_websocket_opened_after_a_keep_alive_request_on_the_same_connection_wo
     let live = format!("GET /health/live HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
     tcp.write_all(live.as_bytes()).await.unwrap();
     // Read the whole response, and not a byte more: the head, then its declared body.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        within(tcp.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let length: usize = head
         .lines()
