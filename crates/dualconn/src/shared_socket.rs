@@ -12,7 +12,7 @@
 //! publisher never writes to a descriptor number that was reused.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -128,38 +128,50 @@ impl DirectSocket for SharedSocket {
         if turn.task_writing {
             return Sent::Nothing;
         }
-        // Whatever must go first leaves in the same system call as the frame.
-        let rest = turn.rest.take().unwrap_or_default();
-        SCRATCH.with_borrow_mut(|scratch| {
+        SCRATCH.with_borrow_mut(|out| {
+            // Whatever must go first leaves in the same system call as the frame. The parts
+            // are copied together: a few hundred bytes copied cost less than `writev`'s
+            // extra file-layer work per call (BENCHMARKS.md, "One send per direct write").
+            out.clear();
+            let lead = turn.rest.take();
+            if let Some(lead) = &lead {
+                out.extend_from_slice(lead);
+            }
             let mut head = [0u8; HEAD_ROOM];
-            let (head, body, tail): (&[u8], &[u8], &[u8]) = match framing {
-                Framing::SseChunked | Framing::SseRaw => {
-                    scratch.clear();
-                    crate::http::sse::encode(std::slice::from_ref(frame), scratch);
-                    if framing == Framing::SseChunked {
-                        (chunk_size_line(scratch.len(), &mut head), scratch, b"\r\n")
-                    } else {
-                        (b"", scratch, b"")
-                    }
+            match framing {
+                Framing::WsText => {
+                    out.extend_from_slice(ws_text_head(frame.json.len(), &mut head));
+                    out.extend_from_slice(&frame.json);
                 }
-                Framing::WsText => (ws_text_head(frame.json.len(), &mut head), &frame.json, b""),
-            };
-            let parts = [&rest[..], head, body, tail];
-            // One system call for the frame's parts, without copying them together.
-            let sent = match self.tcp.try_write_vectored(&parts.map(IoSlice::new)) {
-                Ok(n) if n == parts.iter().map(|p| p.len()).sum::<usize>() => Sent::All,
+                Framing::SseRaw => crate::http::sse::encode(std::slice::from_ref(frame), out),
+                Framing::SseChunked => {
+                    let start = out.len();
+                    crate::http::sse::encode(std::slice::from_ref(frame), out);
+                    let size_line = chunk_size_line(out.len() - start, &mut head);
+                    out.extend_from_slice(size_line);
+                    out[start..].rotate_right(size_line.len());
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            // Straight to the descriptor, past tokio's readiness flag: reading that flag is a
+            // cache miss per delivery, and a full socket answers `WouldBlock` just the same.
+            // The task's own writes still go through tokio, which learns of a full socket
+            // from its own attempt, so no readiness event is missed.
+            let sent = match socket2::SockRef::from(&self.tcp).send(out) {
+                Ok(n) if n == out.len() => Sent::All,
                 Ok(n) => {
-                    turn.rest = Some(rest_after(&parts, n));
+                    turn.rest = Some(Bytes::copy_from_slice(&out[n..]));
                     Sent::Part
                 }
                 // Full, or failed: the task meets the same error on its next write and ends.
+                // What had to lead stays in front of whatever is written next.
                 Err(_) => {
-                    turn.rest = (!rest.is_empty()).then_some(rest);
+                    turn.rest = lead;
                     Sent::Nothing
                 }
             };
-            if scratch.capacity() > SCRATCH_KEPT {
-                *scratch = BytesMut::new();
+            if out.capacity() > SCRATCH_KEPT {
+                *out = BytesMut::new();
             }
             sent
         })
@@ -182,17 +194,6 @@ fn ws_text_head(len: usize, buf: &mut [u8; HEAD_ROOM]) -> &[u8] {
         buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
         &buf[..10]
     }
-}
-
-/// The bytes of `parts`, one after another, from `written` on.
-fn rest_after(parts: &[&[u8]], mut written: usize) -> Bytes {
-    let mut rest = BytesMut::new();
-    for part in parts {
-        let skip = written.min(part.len());
-        written -= skip;
-        rest.extend_from_slice(&part[skip..]);
-    }
-    rest.freeze()
 }
 
 impl AsyncRead for SharedTcp {
@@ -287,16 +288,6 @@ impl StreamSocket for Box<crate::tls::stream::TlsStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_rest_of_a_part_written_frame_is_what_follows_the_written_bytes() {
-        let parts: [&[u8]; 3] = [b"5\r\n", b"hello", b"\r\n"];
-        assert_eq!(rest_after(&parts, 0), &b"5\r\nhello\r\n"[..]);
-        assert_eq!(rest_after(&parts, 2), &b"\nhello\r\n"[..]);
-        assert_eq!(rest_after(&parts, 3), &b"hello\r\n"[..]);
-        assert_eq!(rest_after(&parts, 9), &b"\n"[..]);
-        assert_eq!(rest_after(&parts, 10), &b""[..]);
-    }
 
     /// A connected pair over loopback: the server side shared, the client side plain.
     async fn pair() -> (SharedTcp, TcpStream) {
@@ -437,6 +428,28 @@ mod tests {
             let mut wire = vec![0u8; expected.len()];
             client.read_exact(&mut wire).await.unwrap();
             assert_eq!(wire, expected, "written by the task: {by_task}");
+        }
+    }
+
+    /// A direct write is one whole frame of the stream's transport, byte for byte.
+    #[tokio::test]
+    async fn each_framing_writes_its_whole_frame() {
+        use tokio::io::AsyncReadExt;
+        let sse = sse_events([(200, b'e')]);
+        let chunked = [format!("{:x}\r\n", sse.len()).as_bytes(), &sse, b"\r\n"].concat();
+        let ws = [&[0x81, 126, 0, 200][..], &[b'e'; 200]].concat();
+        for (framing, expected) in [
+            (Framing::SseChunked, chunked),
+            (Framing::SseRaw, sse.clone()),
+            (Framing::WsText, ws),
+        ] {
+            let (shared, mut client) = pair().await;
+            let direct = shared.socket().direct(framing);
+            assert_eq!(direct.try_send(&frame(200, b'e')), Sent::All);
+            drop((shared, direct));
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            assert_eq!(wire, expected, "{framing:?}");
         }
     }
 
