@@ -14,6 +14,7 @@ mod player;
 mod rooms;
 mod stats;
 mod trends;
+mod warm;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -761,9 +762,17 @@ impl Hub {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            for (id, player) in shard.iter_mut() {
+            // Reading each box's address here, in a loop with no system call, lets the CPU
+            // wait for many of the table's lines at once (`warm`).
+            let mut players: Vec<_> = shard.iter_mut().map(|(id, p)| (id, &mut **p)).collect();
+            for i in 0..players.len() {
+                warm::ahead(&players, i);
+                let (id, player) = &mut players[i];
                 if !player.conns.is_empty() {
-                    out.push((id.clone(), self.publish_locked(id, player, template, now)));
+                    out.push((
+                        (*id).clone(),
+                        self.publish_locked(id, player, template, now),
+                    ));
                 }
             }
         }

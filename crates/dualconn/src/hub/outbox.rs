@@ -160,6 +160,11 @@ impl Outbox {
         (Pushed::Queued, 0)
     }
 
+    /// Requests the line `push` locks first (`warm`).
+    pub(super) fn warm(&self) {
+        super::warm::prefetch(&self.state);
+    }
+
     /// Queues frames that must go out whatever the bound, such as the `connected` event and a
     /// replay whose size history already bounds.
     pub fn push_unbounded(&self, frames: impl IntoIterator<Item = Frame>) {

@@ -197,6 +197,13 @@ impl History {
         }
     }
 
+    /// Requests the oldest entry, which `expire` reads on every publish (`warm`).
+    pub fn warm(&self) {
+        if let Some(oldest) = self.entries.front() {
+            super::warm::prefetch(oldest);
+        }
+    }
+
     fn pop(&mut self) {
         if let Some((_, frame)) = self.entries.pop_front() {
             self.bytes = self.bytes.saturating_sub(frame.json.len());
