@@ -4,6 +4,11 @@
 //! one `write` each: no framing, no JSON, no queues. It answers each line with the round
 //! number once every socket has been written. Whatever dualconn costs per delivery above this
 //! is its own overhead.
+//!
+//! `--order` changes the order the sockets are written in, to measure what the kernel pays
+//! for it (BENCHMARKS.md): `accepted` (the default), `scattered` (neighbours in accept order
+//! far apart, as a walk by hash visits them), `sharded` (64 shards by hash, each walked in
+//! accept order, as dualconn's broadcast does).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,17 +18,27 @@ const MSG: usize = 200;
 
 fn main() -> std::io::Result<()> {
     let mut port = 8100u16;
+    let mut order = Order::Accepted;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(port),
+            "--order" => {
+                order = match args.next().as_deref() {
+                    Some("scattered") => Order::Scattered,
+                    Some("sharded") => Order::Sharded,
+                    _ => Order::Accepted,
+                }
+            }
             "--cpu" => {
                 if let Some(cpu) = args.next().and_then(|c| c.parse().ok()) {
                     dualconn_bench::pin_to_cpu(cpu).map_err(std::io::Error::other)?;
                 }
             }
             _ => {
-                eprintln!("usage: tcp-floor [--port 8100] [--cpu N]");
+                eprintln!(
+                    "usage: tcp-floor [--port 8100] [--cpu N] [--order accepted|scattered|sharded]"
+                );
                 std::process::exit(2);
             }
         }
@@ -43,6 +58,7 @@ fn main() -> std::io::Result<()> {
         }
     });
     let mut round = 0u64;
+    let mut visits: Vec<usize> = Vec::new();
     let mut msg = [b'x'; MSG];
     for ctl in control.incoming() {
         let ctl = ctl?;
@@ -55,7 +71,14 @@ fn main() -> std::io::Result<()> {
             msg[0..8].copy_from_slice(&sent.to_le_bytes());
             msg[8..16].copy_from_slice(&round.to_le_bytes());
             let mut socks = socks.lock().unwrap_or_else(|e| e.into_inner());
-            socks.retain_mut(|s| s.write_all(&msg).is_ok());
+            if order == Order::Accepted {
+                socks.retain_mut(|s| s.write_all(&msg).is_ok());
+            } else {
+                if visits.len() != socks.len() {
+                    visits = visiting_order(socks.len(), order);
+                }
+                write_in_order(&mut socks, &visits, &msg);
+            }
             drop(socks);
             if reply.write_all(format!("{round}\n").as_bytes()).is_err() {
                 break;
@@ -63,4 +86,49 @@ fn main() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Accepted,
+    Scattered,
+    Sharded,
+}
+
+/// Each index below `n` once, in the order `order` visits them.
+fn visiting_order(n: usize, order: Order) -> Vec<usize> {
+    match order {
+        Order::Accepted => (0..n).collect(),
+        // A stride near the golden ratio of `n`, coprime to it so each index comes once.
+        Order::Scattered => {
+            let mut stride = (n * 618 / 1000).max(1);
+            while gcd(stride, n) != 1 {
+                stride += 1;
+            }
+            (0..n).map(|k| k * stride % n).collect()
+        }
+        Order::Sharded => {
+            let shard = |i: usize| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+            let mut visits: Vec<usize> = (0..n).collect();
+            visits.sort_by_key(|&i| (shard(i), i));
+            visits
+        }
+    }
+}
+
+/// Writes every socket once, in `visits`' order, and drops those that failed.
+fn write_in_order(socks: &mut Vec<TcpStream>, visits: &[usize], msg: &[u8]) {
+    let mut failed = vec![false; socks.len()];
+    for &i in visits {
+        failed[i] = socks[i].write_all(msg).is_err();
+    }
+    let mut i = 0;
+    socks.retain(|_| {
+        i += 1;
+        !failed[i - 1]
+    });
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
