@@ -62,6 +62,9 @@ impl CloseReason {
     }
 }
 
+/// Connections this process has opened, for [`Conn::opened_order`].
+static OPENED: AtomicU64 = AtomicU64::new(0);
+
 /// Shared between the hub (which pushes) and the transport task (which drains and reports
 /// liveness).
 pub struct Conn {
@@ -75,6 +78,9 @@ pub struct Conn {
     /// Cluster only: the session generation it was admitted under, 0 while joining.
     pub(super) generation: AtomicU64,
     pub outbox: Outbox,
+    /// Rises with every connection this process opens: a broadcast writes its sockets in this
+    /// order (`Hub::write_deferred`).
+    pub opened_order: u64,
     /// Paused-time friendly clock origin for the liveness fields below.
     epoch: Instant,
     /// Wall-clock twin of `epoch`, to report times in JSON.
@@ -107,6 +113,7 @@ impl Conn {
             session: OnceLock::new(),
             generation: AtomicU64::new(0),
             outbox,
+            opened_order: OPENED.fetch_add(1, Ordering::Relaxed),
             epoch,
             epoch_wall,
             opened_ms: now,

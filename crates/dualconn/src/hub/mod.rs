@@ -676,15 +676,18 @@ impl Hub {
                 .entry(PlayerId::from(player_id))
                 .or_insert_with(|| Box::new(Player::new(now, history_bytes))),
         };
-        self.publish_locked(player_id, player, template, now)
+        self.publish_locked(player_id, player, template, now, None)
     }
 
+    /// `deferred`: where a broadcast collects the connections whose event waits for it to
+    /// write (`fan_out`).
     fn publish_locked(
         &self,
         player_id: &str,
         player: &mut Player,
         template: &EventTemplate,
         now: Instant,
+        deferred: Option<&mut Vec<Deferred>>,
     ) -> Published {
         let seq = player.take_seq();
         let frame = Frame {
@@ -698,17 +701,39 @@ impl Hub {
             .push(now, frame.clone(), self.config.history_size);
         Published {
             sequence_number: seq,
-            connections: self.fan_out(player, &frame),
+            connections: self.fan_out(player, &frame, deferred),
         }
     }
 
     /// Pushes one numbered frame to every connection of the player, closing those that
-    /// overflow; returns how many queued it.
-    fn fan_out(&self, player: &mut Player, frame: &Frame) -> usize {
+    /// overflow; returns how many queued it. With `deferred`, a connection that would be
+    /// written directly is added there instead, with its opening order, for
+    /// [`Hub::write_deferred`].
+    fn fan_out(
+        &self,
+        player: &mut Player,
+        frame: &Frame,
+        mut deferred: Option<&mut Vec<Deferred>>,
+    ) -> usize {
         let (mut queued, mut addressed) = (0, 0);
-        player
-            .conns
-            .retain(|conn| match conn.outbox.push(frame.clone()) {
+        player.conns.retain(|conn| {
+            let pushed = match deferred {
+                Some(_) => conn.outbox.push_deferred(frame.clone()),
+                None => conn.outbox.push(frame.clone()),
+            };
+            match pushed {
+                (Pushed::Deferred, _) => {
+                    queued += 1;
+                    addressed += 1;
+                    if let Some(deferred) = deferred.as_deref_mut() {
+                        deferred.push(Deferred {
+                            order: conn.opened_order,
+                            conn: conn.clone(),
+                            frame: frame.clone(),
+                        });
+                    }
+                    true
+                }
                 (Pushed::Queued, _) => {
                     queued += 1;
                     addressed += 1;
@@ -734,7 +759,8 @@ impl Hub {
                 }
                 // The connection already has it: not sent again, so not counted again.
                 (Pushed::Duplicate, _) => true,
-            });
+            }
+        });
         // SPEC §12.25: every connection addressed counts as sent, so drops count against it.
         Counters::add(&self.counters.messages_sent, addressed);
         queued
@@ -755,11 +781,13 @@ impl Hub {
 
     /// One pass under each shard's lock, with no await: a broadcast is never cut short by a
     /// caller that gives up (a publisher's HTTP request dropped midway), so every player or
-    /// none gets its number. Idle connections take their event straight from here, one
-    /// system call each (`outbox`), so this is milliseconds of writing for thousands.
+    /// none gets its number. Idle connections then take their event straight from here, one
+    /// system call each (`outbox`), in the order they opened (`write_deferred`), so this is
+    /// milliseconds of writing for thousands.
     fn broadcast_local(&self, template: &EventTemplate) -> Vec<(PlayerId, Published)> {
         let now = Instant::now();
         let mut out = Vec::new();
+        let mut deferred = Vec::with_capacity(self.budget.connections());
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             // Reading each box's address here, in a loop with no system call, lets the CPU
@@ -771,12 +799,32 @@ impl Hub {
                 if !player.conns.is_empty() {
                     out.push((
                         (*id).clone(),
-                        self.publish_locked(id, player, template, now),
+                        self.publish_locked(id, player, template, now, Some(&mut deferred)),
                     ));
                 }
             }
         }
+        self.write_deferred(deferred);
         out
+    }
+
+    /// Writes the events a broadcast deferred, socket by socket in the order the connections
+    /// opened. The kernel's work per write depends on that order: its structures for sockets
+    /// opened one after another lie one after another, and the raw TCP floor itself costs a
+    /// quarter to a half more per write when it visits its sockets scattered, as a walk of the
+    /// players by hash does (BENCHMARKS.md, "Writing in the order connections opened").
+    fn write_deferred(&self, mut deferred: Vec<Deferred>) {
+        deferred.sort_unstable_by_key(|d| d.order);
+        for i in 0..deferred.len() {
+            if let Some(next) = deferred.get(i + 2) {
+                next.conn.outbox.warm();
+            }
+            let Deferred { conn, frame, .. } = &deferred[i];
+            if conn.outbox.write_deferred(frame) {
+                self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+                conn.wrote_directly();
+            }
+        }
     }
 
     /// Cluster: queues a frame the backplane numbered on this node's connections of the
@@ -807,7 +855,7 @@ impl Hub {
         }
         player.last_seq = player.last_seq.max(seq);
         player.last_active = Instant::now();
-        self.fan_out(player, &frame);
+        self.fan_out(player, &frame, None);
         Delivered::Done
     }
 
@@ -871,7 +919,7 @@ impl Hub {
         }
         for frame in &next {
             player.last_seq = frame.seq.unwrap_or(player.last_seq);
-            self.fan_out(player, frame);
+            self.fan_out(player, frame, None);
         }
     }
 
@@ -1295,9 +1343,17 @@ impl Hub {
                 Counters::add(&self.counters.deliveries_failed, dropped);
             }
             Pushed::Written => conn.wrote_directly(),
-            Pushed::Queued | Pushed::Closed | Pushed::Duplicate => {}
+            Pushed::Queued | Pushed::Deferred | Pushed::Closed | Pushed::Duplicate => {}
         }
     }
+}
+
+/// A broadcast's event for one idle connection, written after every player is numbered.
+struct Deferred {
+    /// The connection's [`Conn::opened_order`]: writes go in this order.
+    order: u64,
+    conn: Arc<Conn>,
+    frame: Frame,
 }
 
 /// What [`Hub::deliver`] did with a frame.

@@ -36,6 +36,10 @@ pub enum Pushed {
     /// Handed to the socket at once through the attached [`DirectSocket`]; the writer task was
     /// not woken (or, when the socket took only part, was woken to finish it).
     Written,
+    /// Not taken: the connection was idle, and its turn to write is held for the caller, who
+    /// writes the frame a moment later with [`Outbox::write_deferred`]. The writer task was
+    /// not woken.
+    Deferred,
     /// The frame would have passed the bound: the queue was dropped and the connection is
     /// closing as a slow consumer.
     Overflowed,
@@ -80,6 +84,9 @@ struct State {
     busy: bool,
     /// A direct write left part of a frame in the socket's keeping: the writer must flush.
     flush: bool,
+    /// A broadcast holds this connection's next frame (`push_deferred`): nothing queued may
+    /// be written, by the writer or directly, until it is.
+    reserved: bool,
 }
 
 pub struct Outbox {
@@ -119,6 +126,18 @@ impl Outbox {
     /// Queues a frame within the bound. Overflow closes the connection as a slow consumer and
     /// returns how many queued stream frames were dropped with it.
     pub fn push(&self, frame: Frame) -> (Pushed, Dropped) {
+        self.push_or_defer(frame, false)
+    }
+
+    /// As [`Outbox::push`], except that a frame that would be written directly is left with
+    /// the caller, who holds the connection's turn until it writes the frame with
+    /// [`Outbox::write_deferred`]. A broadcast numbers every player first and writes the
+    /// sockets afterwards, in the order they opened (`Hub::broadcast_local`).
+    pub fn push_deferred(&self, frame: Frame) -> (Pushed, Dropped) {
+        self.push_or_defer(frame, true)
+    }
+
+    fn push_or_defer(&self, frame: Frame, defer: bool) -> (Pushed, Dropped) {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return (Pushed::Closed, 0);
@@ -138,8 +157,13 @@ impl Outbox {
         }
         if state.frames.is_empty()
             && !state.busy
+            && !state.reserved
             && let Some(direct) = &state.direct
         {
+            if defer {
+                state.reserved = true;
+                return (Pushed::Deferred, 0);
+            }
             match direct.try_send(&frame) {
                 Sent::All => return (Pushed::Written, 0),
                 Sent::Part => {
@@ -163,6 +187,42 @@ impl Outbox {
     /// Requests the line `push` locks first (`warm`).
     pub(super) fn warm(&self) {
         super::warm::prefetch(&self.state);
+    }
+
+    /// Writes the frame [`Outbox::push_deferred`] held back, straight to the socket, and gives
+    /// the turn back. If the socket does not take it, or the connection stopped being idle
+    /// meanwhile (closing began, the socket was detached), the frame goes in front of the queue
+    /// and the writer is woken, as `push` would have. Returns whether the socket took it
+    /// (in part included, which counts as delivered as in `push`).
+    pub fn write_deferred(&self, frame: &Frame) -> bool {
+        let mut state = self.state.lock();
+        state.reserved = false;
+        // Whatever was queued meanwhile came after it, and the writer took none of it.
+        if state.close.is_none()
+            && !state.busy
+            && let Some(direct) = &state.direct
+        {
+            let sent = direct.try_send(frame);
+            if sent == Sent::Part {
+                state.flush = true;
+                state.busy = true;
+            }
+            if sent != Sent::Nothing {
+                let wake = !state.frames.is_empty() || state.flush;
+                drop(state);
+                if wake {
+                    self.wake.notify_one();
+                }
+                return true;
+            }
+        }
+        // Older than anything queued behind the turn it held.
+        state.bytes += frame.json.len();
+        self.budget.queued(frame.json.len());
+        state.frames.push_front(frame.clone());
+        drop(state);
+        self.wake.notify_one();
+        false
     }
 
     /// Queues frames that must go out whatever the bound, such as the `connected` event and a
@@ -242,7 +302,9 @@ impl Outbox {
         loop {
             {
                 let mut state = self.state.lock();
-                if !state.frames.is_empty() || state.flush {
+                // A broadcast holds the turn for a frame older than any queued: its
+                // `write_deferred` wakes this writer.
+                if !state.reserved && (!state.frames.is_empty() || state.flush) {
                     state.flush = false;
                     state.busy = true;
                     out.extend(state.frames.drain(..));
@@ -254,7 +316,7 @@ impl Outbox {
                     }
                     return None;
                 }
-                if let Some(reason) = state.close {
+                if let Some(reason) = state.close.filter(|_| !state.reserved) {
                     return Some(reason);
                 }
             }
@@ -674,6 +736,60 @@ pub(super) mod tests {
             Pushed::Duplicate,
             "a number written directly is not taken again"
         );
+    }
+
+    /// A broadcast holds an idle connection's turn for its frame: what others publish
+    /// meanwhile waits behind it, and the writer takes nothing until the frame is written.
+    #[tokio::test]
+    async fn a_deferred_frame_keeps_its_place_ahead_of_what_comes_after() {
+        use futures_util::FutureExt;
+        let (outbox, socket) = attached().await;
+        let first = text(1, "one");
+        assert_eq!(outbox.push_deferred(first.clone()), (Pushed::Deferred, 0));
+        assert_eq!(
+            outbox.push(text(2, "two")).0,
+            Pushed::Queued,
+            "the turn is held: not written directly"
+        );
+        let mut out = Vec::new();
+        assert!(
+            outbox.next(&mut out).now_or_never().is_none(),
+            "the writer waits for the held frame"
+        );
+        assert!(outbox.write_deferred(&first));
+        assert_eq!(&socket.wire.lock()[..], b"one");
+        outbox.next(&mut out).await;
+        assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(2)]);
+        outbox.written();
+        assert_eq!(outbox.push(text(3, "three")).0, Pushed::Written);
+    }
+
+    /// A held frame the socket does not take, or that finds the connection closing, goes to
+    /// the writer ahead of everything queued.
+    #[tokio::test]
+    async fn a_deferred_frame_that_cannot_be_written_goes_first_to_the_writer() {
+        for closing in [false, true] {
+            let (outbox, socket) = attached().await;
+            let first = text(1, "one");
+            assert_eq!(outbox.push_deferred(first.clone()).0, Pushed::Deferred);
+            if closing {
+                outbox.close(Some(text(0, "bye")), CloseReason::ServerShutdown);
+            } else {
+                outbox.push(text(2, "two"));
+                *socket.takes.lock() = Some(0);
+            }
+            assert!(!outbox.write_deferred(&first), "closing: {closing}");
+            let mut out = Vec::new();
+            assert_eq!(outbox.next(&mut out).await, None);
+            let json: Vec<&[u8]> = out.iter().map(|f| &f.json[..]).collect();
+            let expected: [&[u8]; 2] = if closing {
+                [b"one", b"bye"]
+            } else {
+                [b"one", b"two"]
+            };
+            assert_eq!(json, expected, "closing: {closing}");
+            assert!(socket.wire.lock().is_empty());
+        }
     }
 
     #[tokio::test]
