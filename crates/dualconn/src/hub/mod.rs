@@ -729,7 +729,7 @@ impl Hub {
                         deferred.push(Deferred {
                             order: conn.opened_order,
                             conn: conn.clone(),
-                            frame: frame.clone(),
+                            frame: Some(frame.clone()),
                         });
                     }
                     true
@@ -819,10 +819,9 @@ impl Hub {
             if let Some(next) = deferred.get(i + 2) {
                 next.conn.outbox.warm();
             }
-            let Deferred { conn, frame, .. } = &deferred[i];
-            if conn.outbox.write_deferred(frame) {
+            if deferred[i].write() {
                 self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
-                conn.wrote_directly();
+                deferred[i].conn.wrote_directly();
             }
         }
     }
@@ -1353,7 +1352,26 @@ struct Deferred {
     /// The connection's [`Conn::opened_order`]: writes go in this order.
     order: u64,
     conn: Arc<Conn>,
-    frame: Frame,
+    /// Taken when written. One still here when this is dropped (a broadcast that unwound
+    /// midway) is written then, so no outbox is left holding its turn for it forever.
+    frame: Option<Frame>,
+}
+
+impl Deferred {
+    /// Writes the frame (once) and gives the connection's turn back; true when the socket
+    /// took it.
+    #[must_use]
+    fn write(&mut self) -> bool {
+        self.frame
+            .take()
+            .is_some_and(|frame| self.conn.outbox.write_deferred(&frame))
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        let _ = self.write();
+    }
 }
 
 /// What [`Hub::deliver`] did with a frame.

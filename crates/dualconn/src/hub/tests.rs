@@ -672,3 +672,69 @@ async fn a_connections_reported_times_are_wall_clock_times() {
     assert!((before + five..=after + five).contains(&conn.opened_at()));
     assert!((before + seven..=after + seven).contains(&conn.last_activity()));
 }
+
+/// A broadcast numbers every player, then writes the idle connections in the order they
+/// opened, whatever shards their players hash to.
+#[tokio::test]
+async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
+    let hub = Hub::new(config());
+    let socket = Arc::new(FakeSocket::default());
+    let players: Vec<PlayerId> = (0..8).map(|i| format!("order-{i}").into()).collect();
+    for p in &players {
+        let conn = hub
+            .connect(join(p, ConnKind::WebSocket, None))
+            .await
+            .unwrap();
+        drain(&conn).await;
+        conn.outbox.written();
+        conn.outbox.attach(socket.clone());
+    }
+    let d = data();
+    let event = Event {
+        event_type: "chat",
+        room_id: None,
+        data: &d,
+    };
+    assert_eq!(hub.broadcast(&event).await.unwrap().len(), players.len());
+    let wire = String::from_utf8(socket.wire.lock().clone()).unwrap();
+    let at: Vec<usize> = players
+        .iter()
+        .map(|p| {
+            wire.find(&format!("\"{p}\""))
+                .expect("every player written")
+        })
+        .collect();
+    assert!(at.is_sorted(), "written in opening order: {at:?}");
+}
+
+/// A held frame that was never written (a broadcast that unwound midway) is written when it
+/// is dropped, so the connection gets its turn back.
+#[tokio::test]
+async fn a_held_frame_dropped_unwritten_is_written_and_the_turn_given_back() {
+    let hub = Hub::new(config());
+    let p: PlayerId = "held".into();
+    let conn = hub.connect(join(&p, ConnKind::Sse, None)).await.unwrap();
+    drain(&conn).await;
+    conn.outbox.written();
+    let socket = Arc::new(FakeSocket::default());
+    conn.outbox.attach(socket.clone());
+    let frame = |seq: u64, json: &'static str| Frame {
+        seq: Some(seq),
+        json: bytes::Bytes::from_static(json.as_bytes()),
+    };
+    assert_eq!(
+        conn.outbox.push_deferred(frame(u64::MAX - 1, "held")).0,
+        Pushed::Deferred
+    );
+    drop(Deferred {
+        order: conn.opened_order,
+        conn: conn.clone(),
+        frame: Some(frame(u64::MAX - 1, "held")),
+    });
+    assert_eq!(&socket.wire.lock()[..], b"held");
+    assert_eq!(
+        conn.outbox.push(frame(u64::MAX, "next")).0,
+        Pushed::Written,
+        "the turn is free again"
+    );
+}
