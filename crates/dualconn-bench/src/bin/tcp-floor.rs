@@ -18,16 +18,17 @@ const MSG: usize = 200;
 
 fn main() -> std::io::Result<()> {
     let mut port = 8100u16;
-    let mut order = Order::Accepted;
+    // `None`: the order the sockets were accepted in.
+    let mut order: Option<Order> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(port),
             "--order" => {
                 order = match args.next().as_deref() {
-                    Some("scattered") => Order::Scattered,
-                    Some("sharded") => Order::Sharded,
-                    _ => Order::Accepted,
+                    Some("scattered") => Some(Order::Scattered),
+                    Some("sharded") => Some(Order::Sharded),
+                    _ => None,
                 }
             }
             "--cpu" => {
@@ -71,13 +72,13 @@ fn main() -> std::io::Result<()> {
             msg[0..8].copy_from_slice(&sent.to_le_bytes());
             msg[8..16].copy_from_slice(&round.to_le_bytes());
             let mut socks = socks.lock().unwrap_or_else(|e| e.into_inner());
-            if order == Order::Accepted {
-                socks.retain_mut(|s| s.write_all(&msg).is_ok());
-            } else {
+            if let Some(order) = order {
                 if visits.len() != socks.len() {
                     visits = visiting_order(socks.len(), order);
                 }
                 write_in_order(&mut socks, &visits, &msg);
+            } else {
+                socks.retain_mut(|s| s.write_all(&msg).is_ok());
             }
             drop(socks);
             if reply.write_all(format!("{round}\n").as_bytes()).is_err() {
@@ -90,7 +91,6 @@ fn main() -> std::io::Result<()> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Order {
-    Accepted,
     Scattered,
     Sharded,
 }
@@ -98,7 +98,6 @@ enum Order {
 /// Each index below `n` once, in the order `order` visits them.
 fn visiting_order(n: usize, order: Order) -> Vec<usize> {
     match order {
-        Order::Accepted => (0..n).collect(),
         // A stride near the golden ratio of `n`, coprime to it so each index comes once.
         Order::Scattered => {
             let mut stride = (n * 618 / 1000).max(1);
