@@ -818,6 +818,8 @@ impl Hub {
         for i in 0..deferred.len() {
             if let Some(next) = deferred.get(i + 2) {
                 next.conn.outbox.warm();
+                // `wrote_directly` reads it.
+                warm::prefetch(&next.conn.kind);
             }
             if deferred[i].write() {
                 self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);

@@ -5,9 +5,12 @@
 //! the CPU's caches: in the fan-out profile those misses were most of our user-space time per
 //! delivery, one after another (BENCHMARKS.md, "Fetching ahead in a broadcast"). Each link is
 //! requested a few players before its turn, once the link before it has arrived, so the
-//! misses overlap the system calls of the players in between instead of following them.
+//! misses overlap the work on the players in between instead of following one another.
+//! These are the links the numbering pass reads; the writing pass after it
+//! (`Hub::write_deferred`) fetches its own ahead.
 
 use super::PlayerId;
+use super::conn::Conn;
 use super::player::Player;
 
 /// How many players ahead each link of the chain is requested: the player itself first, its
@@ -31,7 +34,9 @@ pub(super) fn ahead(players: &[(&PlayerId, &mut Player)], i: usize) {
     }
     if let Some((_, player)) = players.get(i + CONNS_AHEAD) {
         for conn in &player.conns {
-            prefetch(&conn.kind);
+            // The `Arc`'s counts (a held event clones it) and the opening order.
+            prefetch::<Conn>(conn);
+            prefetch(&conn.opened_order);
             conn.outbox.warm();
         }
     }
