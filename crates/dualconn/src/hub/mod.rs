@@ -9,6 +9,7 @@
 
 mod budget;
 mod conn;
+mod held;
 mod outbox;
 mod player;
 mod rooms;
@@ -37,6 +38,7 @@ pub use rooms::{RoomError, RoomFigures, RoomId, RoomMember};
 pub use stats::{CounterTotals, Counters, Establishment};
 pub use trends::{HealthTrends, SAMPLES_PER_DAY};
 
+use held::HeldWrites;
 use player::Player;
 pub use player::recovered;
 
@@ -679,7 +681,7 @@ impl Hub {
         self.publish_locked(player_id, player, template, now, None)
     }
 
-    /// `deferred`: where a broadcast collects the connections whose event waits for it to
+    /// `held`: where a broadcast collects the connections whose event waits for it to
     /// write (`fan_out`).
     fn publish_locked(
         &self,
@@ -687,7 +689,7 @@ impl Hub {
         player: &mut Player,
         template: &EventTemplate,
         now: Instant,
-        deferred: Option<&mut Vec<Deferred>>,
+        held: Option<&mut HeldWrites>,
     ) -> Published {
         let seq = player.take_seq();
         let frame = Frame {
@@ -701,36 +703,34 @@ impl Hub {
             .push(now, frame.clone(), self.config.history_size);
         Published {
             sequence_number: seq,
-            connections: self.fan_out(player, &frame, deferred),
+            connections: self.fan_out(player, &frame, held),
         }
     }
 
     /// Pushes one numbered frame to every connection of the player, closing those that
-    /// overflow; returns how many queued it. With `deferred`, a connection that would be
-    /// written directly is added there instead, with its opening order, for
-    /// [`Hub::write_deferred`].
+    /// overflow; returns how many queued it. With `held`, a connection that would be written
+    /// directly is held there instead, for the broadcast to write in opening order.
     fn fan_out(
         &self,
         player: &mut Player,
         frame: &Frame,
-        mut deferred: Option<&mut Vec<Deferred>>,
+        mut held: Option<&mut HeldWrites>,
     ) -> usize {
         let (mut queued, mut addressed) = (0, 0);
+        // Where `held` keeps this player's frame, once one of its connections is held.
+        let mut kept = None;
         player.conns.retain(|conn| {
-            let pushed = match deferred {
-                Some(_) => conn.outbox.push_deferred(frame.clone()),
+            let pushed = match held {
+                Some(_) => conn.outbox.push_deferred(frame),
                 None => conn.outbox.push(frame.clone()),
             };
             match pushed {
                 (Pushed::Deferred, _) => {
                     queued += 1;
                     addressed += 1;
-                    if let Some(deferred) = deferred.as_deref_mut() {
-                        deferred.push(Deferred {
-                            order: conn.opened_order,
-                            conn: conn.clone(),
-                            frame: Some(frame.clone()),
-                        });
+                    if let Some(held) = held.as_deref_mut() {
+                        let at = *kept.get_or_insert_with(|| held.keep(frame));
+                        held.hold(conn, at);
                     }
                     true
                 }
@@ -782,12 +782,12 @@ impl Hub {
     /// One pass under each shard's lock, with no await: a broadcast is never cut short by a
     /// caller that gives up (a publisher's HTTP request dropped midway), so every player or
     /// none gets its number. Idle connections then take their event straight from here, one
-    /// system call each (`outbox`), in the order they opened (`write_deferred`), so this is
+    /// system call each (`outbox`), in the order they opened (`held`), so this is
     /// milliseconds of writing for thousands.
     fn broadcast_local(&self, template: &EventTemplate) -> Vec<(PlayerId, Published)> {
         let now = Instant::now();
         let mut out = Vec::new();
-        let mut deferred = Vec::with_capacity(self.budget.connections());
+        let mut held = HeldWrites::with_capacity(self.budget.connections());
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             // Reading each box's address here, in a loop with no system call, lets the CPU
@@ -799,33 +799,16 @@ impl Hub {
                 if !player.conns.is_empty() {
                     out.push((
                         (*id).clone(),
-                        self.publish_locked(id, player, template, now, Some(&mut deferred)),
+                        self.publish_locked(id, player, template, now, Some(&mut held)),
                     ));
                 }
             }
         }
-        self.write_deferred(deferred);
+        held.write(|conn| {
+            self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+            conn.wrote_directly();
+        });
         out
-    }
-
-    /// Writes the events a broadcast deferred, socket by socket in the order the connections
-    /// opened. The kernel's work per write depends on that order: its structures for sockets
-    /// opened one after another lie one after another, and the raw TCP floor itself costs a
-    /// quarter to a half more per write when it visits its sockets scattered, as a walk of the
-    /// players by hash does (BENCHMARKS.md, "Writing in the order connections opened").
-    fn write_deferred(&self, mut deferred: Vec<Deferred>) {
-        deferred.sort_unstable_by_key(|d| d.order);
-        for i in 0..deferred.len() {
-            if let Some(next) = deferred.get(i + 2) {
-                next.conn.outbox.warm();
-                // `wrote_directly` reads it.
-                warm::prefetch(&next.conn.kind);
-            }
-            if deferred[i].write() {
-                self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
-                deferred[i].conn.wrote_directly();
-            }
-        }
     }
 
     /// Cluster: queues a frame the backplane numbered on this node's connections of the
@@ -1346,33 +1329,6 @@ impl Hub {
             Pushed::Written => conn.wrote_directly(),
             Pushed::Queued | Pushed::Deferred | Pushed::Closed | Pushed::Duplicate => {}
         }
-    }
-}
-
-/// A broadcast's event for one idle connection, written after every player is numbered.
-struct Deferred {
-    /// The connection's [`Conn::opened_order`]: writes go in this order.
-    order: u64,
-    conn: Arc<Conn>,
-    /// Taken when written. One still here when this is dropped (a broadcast that unwound
-    /// midway) is written then, so no outbox is left holding its turn for it forever.
-    frame: Option<Frame>,
-}
-
-impl Deferred {
-    /// Writes the frame (once) and gives the connection's turn back; true when the socket
-    /// took it.
-    #[must_use]
-    fn write(&mut self) -> bool {
-        self.frame
-            .take()
-            .is_some_and(|frame| self.conn.outbox.write_deferred(&frame))
-    }
-}
-
-impl Drop for Deferred {
-    fn drop(&mut self) {
-        let _ = self.write();
     }
 }
 

@@ -11,6 +11,7 @@
 //! (BENCHMARKS.md). Anything else queues as before, so the order on the wire is the order of
 //! the pushes and nobody waits for a slow client.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -126,18 +127,19 @@ impl Outbox {
     /// Queues a frame within the bound. Overflow closes the connection as a slow consumer and
     /// returns how many queued stream frames were dropped with it.
     pub fn push(&self, frame: Frame) -> (Pushed, Dropped) {
-        self.push_or_defer(frame, false)
+        self.push_or_defer(Cow::Owned(frame), false)
     }
 
     /// As [`Outbox::push`], except that a frame that would be written directly is left with
     /// the caller, who holds the connection's turn until it writes the frame with
     /// [`Outbox::write_deferred`]. A broadcast numbers every player first and writes the
-    /// sockets afterwards, in the order they opened (`Hub::broadcast_local`).
-    pub fn push_deferred(&self, frame: Frame) -> (Pushed, Dropped) {
-        self.push_or_defer(frame, true)
+    /// sockets afterwards, in the order they opened (`Hub::broadcast_local`). The frame is
+    /// borrowed, since most pushes of a broadcast keep no copy of it here.
+    pub fn push_deferred(&self, frame: &Frame) -> (Pushed, Dropped) {
+        self.push_or_defer(Cow::Borrowed(frame), true)
     }
 
-    fn push_or_defer(&self, frame: Frame, defer: bool) -> (Pushed, Dropped) {
+    fn push_or_defer(&self, frame: Cow<'_, Frame>, defer: bool) -> (Pushed, Dropped) {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return (Pushed::Closed, 0);
@@ -178,7 +180,7 @@ impl Outbox {
         }
         state.bytes += frame.json.len();
         self.budget.queued(frame.json.len());
-        state.frames.push_back(frame);
+        state.frames.push_back(frame.into_owned());
         drop(state);
         self.wake.notify_one();
         (Pushed::Queued, 0)
@@ -745,7 +747,7 @@ pub(super) mod tests {
         use futures_util::FutureExt;
         let (outbox, socket) = attached().await;
         let first = text(1, "one");
-        assert_eq!(outbox.push_deferred(first.clone()), (Pushed::Deferred, 0));
+        assert_eq!(outbox.push_deferred(&first), (Pushed::Deferred, 0));
         assert_eq!(
             outbox.push(text(2, "two")).0,
             Pushed::Queued,
@@ -771,7 +773,7 @@ pub(super) mod tests {
         for closing in [false, true] {
             let (outbox, socket) = attached().await;
             let first = text(1, "one");
-            assert_eq!(outbox.push_deferred(first.clone()).0, Pushed::Deferred);
+            assert_eq!(outbox.push_deferred(&first).0, Pushed::Deferred);
             if closing {
                 outbox.close(Some(text(0, "bye")), CloseReason::ServerShutdown);
             } else {
