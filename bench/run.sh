@@ -6,6 +6,8 @@
 #
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
+#   ROWS="fanout spread churn" ROUNDS=5 bash bench/run.sh   # the target rows, 5 interleaved
+#                                          # rounds, with medians and per-round ratios (~14 min)
 #   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~4 min)
 #   ROWS=tls TLS_ROUNDS=3 bash bench/run.sh       # TLS beside plain, 3 rounds (~10 min)
 #   ROWS=tls TLS_LOADS=light bash bench/run.sh    # only the 2k-connection fan-out pairs (~2 min)
@@ -79,6 +81,11 @@ bench() {
 }
 
 for row in $ROWS; do
+  # ROUNDS repeats each row, its servers in turn every round, so the machine's drift falls on
+  # all of them alike and bench/medians.mjs can take per-round ratios. Rooms and TLS
+  # interleave their own rounds.
+  case $row in rooms | tls) reps=1 ;; *) reps=${ROUNDS:-1} ;; esac
+  for _ in $(seq "$reps"); do
   case $row in
     hold)
       # Idle memory and set-up cost at 15k connections, per transport.
@@ -175,12 +182,17 @@ for row in $ROWS; do
       done
       ;;
   esac
+  done
 done
 stop
 
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ)"
 node bench/table.mjs "$RESULTS"
+if [ "${ROUNDS:-1}" -gt 1 ]; then
+  echo
+  node bench/medians.mjs "$RESULTS"
+fi
 if grep -q '"scenario":"rooms"' "$RESULTS"; then
   echo
   node bench/rooms.mjs "$RESULTS"

@@ -1,0 +1,50 @@
+// Medians and per-round ratios of a `ROUNDS=N bash bench/run.sh` run: each row's servers ran
+// in turn every round, so a ratio taken within a round compares them on the same machine state.
+//   node bench/medians.mjs results.jsonl
+import { readFileSync } from 'node:fs';
+
+const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fixed = (x, d) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
+
+// The figure each row is judged by (BENCHMARKS.md, "Targets").
+const measures = {
+  hold: ['RSS KiB/conn', (r) => r.server_rss_per_conn_bytes / 1024],
+  fanout: ['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery],
+  vsnode: ['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery],
+  targeted: ['latency p99 ms', (r) => r.latency_p99_us / 1000],
+  spread: ['last delivery ms', (r) => r.latency_max_us / 1000],
+  churn: ['CPU-µs/conn', (r) => r.server_cpu_us_per_conn],
+  resume: ['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery],
+};
+
+// row -> server -> values, in the order the rounds ran.
+const byRow = new Map();
+for (const r of rows) {
+  const kind = r.row.split('-')[0];
+  if (!measures[kind] || r.row.startsWith('rooms-') || r.row.startsWith('tls-')) continue;
+  if (!byRow.has(r.row)) byRow.set(r.row, new Map());
+  const servers = byRow.get(r.row);
+  if (!servers.has(r.label)) servers.set(r.label, []);
+  servers.get(r.label).push(measures[kind][1](r));
+}
+
+console.log('| row | figure | server | per round | median |');
+console.log('|---|---|---|---|---|');
+for (const [row, servers] of byRow) {
+  const [figure] = measures[row.split('-')[0]];
+  for (const [server, values] of servers) {
+    console.log(`| ${row} | ${figure} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
+  }
+  const ours = servers.get('dualconn');
+  if (!ours) continue;
+  for (const [peer, values] of servers) {
+    if (peer === 'dualconn' || values.length !== ours.length) continue;
+    const ratios = ours.map((v, i) => v / values[i]);
+    console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
+  }
+}
