@@ -7,7 +7,7 @@
 #   bash bench/run.sh            # everything
 #   ROWS="hold fanout" bash bench/run.sh   # some rows only
 #   ROWS="fanout spread churn" ROUNDS=5 bash bench/run.sh   # the target rows, 5 interleaved
-#                                          # rounds, with medians and per-round ratios (~14 min)
+#                                          # rounds, with medians and per-round ratios (~8 min)
 #   ROWS=rooms ROOMS_ROUNDS=5 bash bench/run.sh   # room vs list publishing, 5 rounds (~4 min)
 #   ROWS=tls TLS_ROUNDS=3 bash bench/run.sh       # TLS beside plain, 3 rounds (~10 min)
 #   ROWS=tls TLS_LOADS=light bash bench/run.sh    # only the 2k-connection fan-out pairs (~2 min)
