@@ -79,7 +79,7 @@ pub struct Conn {
     pub(super) generation: AtomicU64,
     pub outbox: Outbox,
     /// Rises with every connection this process opens: a broadcast writes its sockets in this
-    /// order (`Hub::write_deferred`).
+    /// order (`HeldWrites::write`).
     pub opened_order: u64,
     /// Paused-time friendly clock origin for the liveness fields below.
     epoch: Instant,

@@ -7,7 +7,7 @@
 //! requested a few players before its turn, once the link before it has arrived, so the
 //! misses overlap the work on the players in between instead of following one another.
 //! These are the links the numbering pass reads; the writing pass after it
-//! (`Hub::write_deferred`) fetches its own ahead.
+//! (`HeldWrites::write`) fetches its own ahead.
 
 use super::PlayerId;
 use super::conn::Conn;
