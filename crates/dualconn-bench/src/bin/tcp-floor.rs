@@ -9,17 +9,27 @@
 //! for it (BENCHMARKS.md): `accepted` (the default), `scattered` (neighbours in accept order
 //! far apart, as a walk by hash visits them), `sharded` (64 shards by hash, each walked in
 //! accept order, as dualconn's broadcast does).
+//!
+//! `--io-uring` hands a round's sends to the kernel through an io_uring instead, up to
+//! `RING` of them per system call, in accept order: what batching the submissions would save
+//! against one `send` per socket, which is the question "half of Node" leaves (BENCHMARKS.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
+use io_uring::{IoUring, opcode, types};
+
 const MSG: usize = 200;
+/// Submission queue entries: the sends one system call hands over at most.
+const RING: u32 = 4096;
 
 fn main() -> std::io::Result<()> {
     let mut port = 8100u16;
     // `None`: the order the sockets were accepted in.
     let mut order: Option<Order> = None;
+    let mut ring: Option<IoUring> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -31,6 +41,7 @@ fn main() -> std::io::Result<()> {
                     _ => None,
                 }
             }
+            "--io-uring" => ring = Some(IoUring::new(RING)?),
             "--cpu" => {
                 if let Some(cpu) = args.next().and_then(|c| c.parse().ok()) {
                     dualconn_bench::pin_to_cpu(cpu).map_err(std::io::Error::other)?;
@@ -38,7 +49,7 @@ fn main() -> std::io::Result<()> {
             }
             _ => {
                 eprintln!(
-                    "usage: tcp-floor [--port 8100] [--cpu N] [--order accepted|scattered|sharded]"
+                    "usage: tcp-floor [--port 8100] [--cpu N] [--order accepted|scattered|sharded] [--io-uring]"
                 );
                 std::process::exit(2);
             }
@@ -72,7 +83,9 @@ fn main() -> std::io::Result<()> {
             msg[0..8].copy_from_slice(&sent.to_le_bytes());
             msg[8..16].copy_from_slice(&round.to_le_bytes());
             let mut socks = socks.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(order) = order {
+            if let Some(ring) = &mut ring {
+                write_through_ring(ring, &mut socks, &msg)?;
+            } else if let Some(order) = order {
                 if visits.len() != socks.len() {
                     visits = visiting_order(socks.len(), order);
                 }
@@ -126,6 +139,46 @@ fn write_in_order(socks: &mut Vec<TcpStream>, visits: &[usize], msg: &[u8]) {
         i += 1;
         !failed[i - 1]
     });
+}
+
+/// Writes every socket once, in accept order, through `ring`, and drops those that failed.
+fn write_through_ring(
+    ring: &mut IoUring,
+    socks: &mut Vec<TcpStream>,
+    msg: &[u8; MSG],
+) -> std::io::Result<()> {
+    let mut failed = vec![false; socks.len()];
+    let (mut next, mut in_flight) = (0, 0usize);
+    while next < socks.len() || in_flight > 0 {
+        let mut queue = ring.submission();
+        while next < socks.len() && !queue.is_full() {
+            let send =
+                opcode::Send::new(types::Fd(socks[next].as_raw_fd()), msg.as_ptr(), MSG as u32)
+                    .build()
+                    .user_data(next as u64);
+            // SAFETY: `msg` outlives every send made from it: this function waits for each
+            // one's completion before it returns.
+            if unsafe { queue.push(&send) }.is_err() {
+                break;
+            }
+            next += 1;
+            in_flight += 1;
+        }
+        drop(queue);
+        ring.submit_and_wait(1)?;
+        for done in ring.completion() {
+            in_flight -= 1;
+            if usize::try_from(done.result()).ok() != Some(MSG) {
+                failed[done.user_data() as usize] = true;
+            }
+        }
+    }
+    let mut i = 0;
+    socks.retain(|_| {
+        i += 1;
+        !failed[i - 1]
+    });
+    Ok(())
 }
 
 fn gcd(a: usize, b: usize) -> usize {
