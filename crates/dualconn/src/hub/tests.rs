@@ -694,7 +694,23 @@ async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
         room_id: None,
         data: &d,
     };
-    assert_eq!(hub.broadcast(&event).await.unwrap().len(), players.len());
+    let before = hub.counters.totals();
+    let published = hub.broadcast(&event).await.unwrap();
+    assert_eq!(published.len(), players.len());
+    assert!(
+        published.iter().all(|(_, p)| p.connections == 2),
+        "the answer counts both of each player's connections"
+    );
+    let after = hub.counters.totals();
+    let conns = 2 * players.len() as u64;
+    assert_eq!(
+        (
+            after.messages_sent - before.messages_sent,
+            after.deliveries_ok - before.deliveries_ok
+        ),
+        (conns, conns),
+        "every held write counts as sent and as delivered"
+    );
     let wire = String::from_utf8(socket.wire.lock().clone()).unwrap();
     let mut written: Vec<(usize, &str)> = players
         .iter()
