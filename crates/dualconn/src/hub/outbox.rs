@@ -754,13 +754,20 @@ pub(super) mod tests {
             "the turn is held: not written directly"
         );
         let mut out = Vec::new();
-        assert!(
-            outbox.next(&mut out).now_or_never().is_none(),
-            "the writer waits for the held frame"
-        );
-        assert!(outbox.write_deferred(&first));
-        assert_eq!(&socket.wire.lock()[..], b"one");
-        outbox.next(&mut out).await;
+        {
+            let mut writer = std::pin::pin!(outbox.next(&mut out));
+            assert!(
+                writer.as_mut().now_or_never().is_none(),
+                "the writer waits for the held frame"
+            );
+            assert!(outbox.write_deferred(&first));
+            assert_eq!(&socket.wire.lock()[..], b"one");
+            assert_eq!(
+                writer.now_or_never(),
+                Some(None),
+                "the waiting writer is woken for what queued behind the held frame"
+            );
+        }
         assert_eq!(out.iter().map(|f| f.seq).collect::<Vec<_>>(), [Some(2)]);
         outbox.written();
         assert_eq!(outbox.push(text(3, "three")).0, Pushed::Written);
@@ -780,7 +787,13 @@ pub(super) mod tests {
                 outbox.push(text(2, "two"));
                 *socket.takes.lock() = Some(0);
             }
+            let queued = outbox.queued_bytes();
             assert!(!outbox.write_deferred(&first), "closing: {closing}");
+            assert_eq!(
+                outbox.queued_bytes(),
+                queued + first.json.len(),
+                "counted in the bound: closing: {closing}"
+            );
             let mut out = Vec::new();
             assert_eq!(outbox.next(&mut out).await, None);
             let json: Vec<&[u8]> = out.iter().map(|f| &f.json[..]).collect();
