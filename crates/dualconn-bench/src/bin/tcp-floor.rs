@@ -141,7 +141,8 @@ fn write_in_order(socks: &mut Vec<TcpStream>, visits: &[usize], msg: &[u8]) {
     });
 }
 
-/// Writes every socket once, in accept order, through `ring`, and drops those that failed.
+/// Writes every socket once, in accept order, through `ring`, and drops those that failed or
+/// took only part of the message (the floor keeps no queue to finish it from).
 fn write_through_ring(
     ring: &mut IoUring,
     socks: &mut Vec<TcpStream>,
@@ -156,8 +157,8 @@ fn write_through_ring(
                 opcode::Send::new(types::Fd(socks[next].as_raw_fd()), msg.as_ptr(), MSG as u32)
                     .build()
                     .user_data(next as u64);
-            // SAFETY: `msg` outlives every send made from it: this function waits for each
-            // one's completion before it returns.
+            // SAFETY: the kernel reads `msg` until the send completes; it lives in `main` for
+            // the whole program, and this function waits for every completion anyway.
             if unsafe { queue.push(&send) }.is_err() {
                 break;
             }
