@@ -86,102 +86,102 @@ for row in $ROWS; do
   # interleave their own rounds.
   case $row in rooms | tls) reps=1 ;; *) reps=${ROUNDS:-1} ;; esac
   for _ in $(seq "$reps"); do
-  case $row in
-    hold)
-      # Idle memory and set-up cost at 15k connections, per transport.
-      for t in ws sse; do
-        bench "hold-15k-$t" dualconn hold --players 15000 --transport "$t" --secs 3 --workers 2
-        bench "hold-15k-$t" node hold --players 15000 --transport "$t" --secs 3 --workers 2
-      done
-      bench "hold-15k-floor" floor hold --players 15000 --transport floor --secs 3 --workers 2 --connect-concurrency 64
-      ;;
-    fanout)
-      # 10k connections (5k players x both transports), 5 broadcasts/s = 50k deliveries/s.
-      bench fanout-10k-50k dualconn fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
-      bench fanout-10k-50k node fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
-      bench fanout-10k-50k floor fanout --players 10000 --transport floor --rate 5 --secs 10 --workers 2 --connect-concurrency 64
-      ;;
-    vsnode)
-      # 2k connections (1k players x both): broadcast rates up; the highest with p99 <= 50 ms counts.
-      for rate in 5 10 25 50 100; do
-        bench "vsnode-2k-r$rate" dualconn fanout --players 1000 --transport both --rate "$rate" --secs 4
-        bench "vsnode-2k-r$rate" node fanout --players 1000 --transport both --rate "$rate" --secs 4
-      done
-      bench "vsnode-2k-r100" floor fanout --players 2000 --transport floor --rate 100 --secs 4
-      ;;
-    targeted)
-      # 18k connections (9k players x both), targeted publishes of 10 players, 1000/s = 20k deliveries/s.
-      bench targeted-18k-20k dualconn fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
-      bench targeted-18k-20k node fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
-      ;;
-    spread)
-      # One broadcast at a time to 10k WebSockets: latency max is the time to reach the last one.
-      bench spread-10k dualconn fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
-      bench spread-10k node fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
-      bench spread-10k floor fanout --players 10000 --transport floor --rate 1 --publishes 5 --secs 10 --workers 2 --connect-concurrency 64
-      ;;
-    churn)
-      for t in ws sse; do
-        bench "churn-$t" dualconn churn --players 1000 --transport "$t" --secs 5 --concurrency 64
-        bench "churn-$t" node churn --players 1000 --transport "$t" --secs 5 --concurrency 64
-      done
-      ;;
-    resume)
-      # Forced drops under load; dualconn only (the Node peer keeps no history to resume from).
-      bench resume-2k dualconn resume --players 1000 --transport both --rate 20 --secs 8 --drop-every-ms 1000
-      ;;
-    rooms)
-      # Room chat: 10k connections (5k players x both) in 100 rooms of 50, 2 publishes/s per
-      # room = 200 publishes/s, 10k player-events/s, 20k deliveries/s; through the room route
-      # and as the same player lists through /api/publish. Then the same rooms with nobody
-      # connected at 20 publishes/s per room: the publish path alone, where the two differ,
-      # without the socket writes that are most of a delivery's cost. Interleaved, the order
-      # flipping every round, so drift on this shared machine falls on both targets alike.
-      for round in $(seq "${ROOMS_ROUNDS:-5}"); do
-        if [ $((round % 2)) -eq 1 ]; then order="room list"; else order="list room"; fi
-        for target in $order; do
-          bench "rooms-10k-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 2 \
-            --target "$target" --transport both --publishers 4 --secs 8 --workers 2
+    case $row in
+      hold)
+        # Idle memory and set-up cost at 15k connections, per transport.
+        for t in ws sse; do
+          bench "hold-15k-$t" dualconn hold --players 15000 --transport "$t" --secs 3 --workers 2
+          bench "hold-15k-$t" node hold --players 15000 --transport "$t" --secs 3 --workers 2
         done
-        for target in $order; do
-          bench "rooms-offline-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 20 \
-            --target "$target" --offline --publishers 4 --secs 8
+        bench "hold-15k-floor" floor hold --players 15000 --transport floor --secs 3 --workers 2 --connect-concurrency 64
+        ;;
+      fanout)
+        # 10k connections (5k players x both transports), 5 broadcasts/s = 50k deliveries/s.
+        bench fanout-10k-50k dualconn fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+        bench fanout-10k-50k node fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+        bench fanout-10k-50k floor fanout --players 10000 --transport floor --rate 5 --secs 10 --workers 2 --connect-concurrency 64
+        ;;
+      vsnode)
+        # 2k connections (1k players x both): broadcast rates up; the highest with p99 <= 50 ms counts.
+        for rate in 5 10 25 50 100; do
+          bench "vsnode-2k-r$rate" dualconn fanout --players 1000 --transport both --rate "$rate" --secs 4
+          bench "vsnode-2k-r$rate" node fanout --players 1000 --transport both --rate "$rate" --secs 4
         done
-      done
-      ;;
-    tls)
-      # The same dualconn binary with and without a certificate: set-up CPU (handshake
-      # included) and idle RSS per connection on the hold load, CPU per delivery on the fanout
-      # load, both as above. Plain and TLS back to back, the order flipping every round, so the
-      # machine's drift falls on both alike; bench/tls.mjs prints medians and TLS ÷ plain ratios.
-      # TLS_LOADS picks parts: hold, fanout (10k connections, 50k deliveries/s) and light.
-      [ -f "$OUT/tls/cert.pem" ] || bash scripts/self-signed-cert.sh "$OUT/tls" >/dev/null
-      loads=" ${TLS_LOADS:-hold fanout light} "
-      for round in $(seq "${TLS_ROUNDS:-3}"); do
-        if [ $((round % 2)) -eq 1 ]; then order="dualconn dualconn-tls"; else order="dualconn-tls dualconn"; fi
-        if [[ $loads == *" hold "* ]]; then
-          for t in ws sse; do
-            for kind in $order; do
-              bench "tls-hold-15k-$t" "$kind" hold --players 15000 --transport "$t" --secs 3 --workers 2
+        bench "vsnode-2k-r100" floor fanout --players 2000 --transport floor --rate 100 --secs 4
+        ;;
+      targeted)
+        # 18k connections (9k players x both), targeted publishes of 10 players, 1000/s = 20k deliveries/s.
+        bench targeted-18k-20k dualconn fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
+        bench targeted-18k-20k node fanout --players 9000 --transport both --mode targeted --batch 10 --rate 1000 --publishers 4 --secs 10 --workers 2
+        ;;
+      spread)
+        # One broadcast at a time to 10k WebSockets: latency max is the time to reach the last one.
+        bench spread-10k dualconn fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
+        bench spread-10k node fanout --players 10000 --transport ws --rate 1 --publishes 5 --secs 10 --workers 2
+        bench spread-10k floor fanout --players 10000 --transport floor --rate 1 --publishes 5 --secs 10 --workers 2 --connect-concurrency 64
+        ;;
+      churn)
+        for t in ws sse; do
+          bench "churn-$t" dualconn churn --players 1000 --transport "$t" --secs 5 --concurrency 64
+          bench "churn-$t" node churn --players 1000 --transport "$t" --secs 5 --concurrency 64
+        done
+        ;;
+      resume)
+        # Forced drops under load; dualconn only (the Node peer keeps no history to resume from).
+        bench resume-2k dualconn resume --players 1000 --transport both --rate 20 --secs 8 --drop-every-ms 1000
+        ;;
+      rooms)
+        # Room chat: 10k connections (5k players x both) in 100 rooms of 50, 2 publishes/s per
+        # room = 200 publishes/s, 10k player-events/s, 20k deliveries/s; through the room route
+        # and as the same player lists through /api/publish. Then the same rooms with nobody
+        # connected at 20 publishes/s per room: the publish path alone, where the two differ,
+        # without the socket writes that are most of a delivery's cost. Interleaved, the order
+        # flipping every round, so drift on this shared machine falls on both targets alike.
+        for round in $(seq "${ROOMS_ROUNDS:-5}"); do
+          if [ $((round % 2)) -eq 1 ]; then order="room list"; else order="list room"; fi
+          for target in $order; do
+            bench "rooms-10k-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 2 \
+              --target "$target" --transport both --publishers 4 --secs 8 --workers 2
+          done
+          for target in $order; do
+            bench "rooms-offline-$target" dualconn rooms --players 5000 --rooms 100 --room-rate 20 \
+              --target "$target" --offline --publishers 4 --secs 8
+          done
+        done
+        ;;
+      tls)
+        # The same dualconn binary with and without a certificate: set-up CPU (handshake
+        # included) and idle RSS per connection on the hold load, CPU per delivery on the fanout
+        # load, both as above. Plain and TLS back to back, the order flipping every round, so the
+        # machine's drift falls on both alike; bench/tls.mjs prints medians and TLS ÷ plain ratios.
+        # TLS_LOADS picks parts: hold, fanout (10k connections, 50k deliveries/s) and light.
+        [ -f "$OUT/tls/cert.pem" ] || bash scripts/self-signed-cert.sh "$OUT/tls" >/dev/null
+        loads=" ${TLS_LOADS:-hold fanout light} "
+        for round in $(seq "${TLS_ROUNDS:-3}"); do
+          if [ $((round % 2)) -eq 1 ]; then order="dualconn dualconn-tls"; else order="dualconn-tls dualconn"; fi
+          if [[ $loads == *" hold "* ]]; then
+            for t in ws sse; do
+              for kind in $order; do
+                bench "tls-hold-15k-$t" "$kind" hold --players 15000 --transport "$t" --secs 3 --workers 2
+              done
             done
-          done
-        fi
-        if [[ $loads == *" fanout "* ]]; then
-          for kind in $order; do
-            bench tls-fanout-10k-50k "$kind" fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
-          done
-        fi
-        # light: a lighter load (vsnode-2k-r10's), where plain and TLS deliver alike. On a busy
-        # machine the 50k row backs up, TLS further than plain; a backlog batches writes, and CPU
-        # per delivery then drops with the backlog, whatever the transport.
-        if [[ $loads == *" light "* ]]; then
-          for kind in $order; do
-            bench tls-fanout-2k-20k "$kind" fanout --players 1000 --transport both --rate 10 --secs 4
-          done
-        fi
-      done
-      ;;
-  esac
+          fi
+          if [[ $loads == *" fanout "* ]]; then
+            for kind in $order; do
+              bench tls-fanout-10k-50k "$kind" fanout --players 5000 --transport both --rate 5 --secs 10 --workers 2
+            done
+          fi
+          # light: a lighter load (vsnode-2k-r10's), where plain and TLS deliver alike. On a busy
+          # machine the 50k row backs up, TLS further than plain; a backlog batches writes, and CPU
+          # per delivery then drops with the backlog, whatever the transport.
+          if [[ $loads == *" light "* ]]; then
+            for kind in $order; do
+              bench tls-fanout-2k-20k "$kind" fanout --players 1000 --transport both --rate 10 --secs 4
+            done
+          fi
+        done
+        ;;
+    esac
   done
 done
 stop
