@@ -137,7 +137,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             shutdown.cancel();
         });
     }
-    app.run().await;
+    // On a runtime worker rather than as `main`'s own future: see `App::run`.
+    tokio::spawn(app.run()).await?;
     println!("stopped");
     Ok(())
 }

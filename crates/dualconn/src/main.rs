@@ -225,7 +225,12 @@ async fn serve(config: dualconn::config::Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         shutdown.cancel();
     });
-    app.run().await;
+    // On a worker, not on this `block_on` thread: the connection tasks the accept loop spawns
+    // then start in the same worker's queue, with no wake-up of another thread (and, on one
+    // core, no context switch) per connection (BENCHMARKS.md, "The accept loop on a worker").
+    tokio::spawn(app.run())
+        .await
+        .context("the server's accept loop failed")?;
     Ok(())
 }
 

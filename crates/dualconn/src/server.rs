@@ -197,6 +197,12 @@ impl App {
     }
 
     /// Serves until the shutdown token is cancelled, then drains and returns.
+    ///
+    /// On a multi-thread runtime, run it as a task (`tokio::spawn(app.run())`), not as the
+    /// future `block_on` (or `#[tokio::main]`) drives: that future runs on a thread of its
+    /// own, and every connection its accept loop spawns would then wake a worker thread;
+    /// from a worker, the task starts in the same worker's queue (BENCHMARKS.md, "The accept
+    /// loop on a worker").
     pub async fn run(self) {
         let App {
             listener,
