@@ -80,7 +80,7 @@ pub struct Conn {
     pub outbox: Outbox,
     /// Rises with every connection this process opens: a broadcast writes its sockets in this
     /// order (`HeldWrites::write`).
-    pub opened_order: u64,
+    pub(super) opened_order: u64,
     /// Paused-time friendly clock origin for the liveness fields below.
     epoch: Instant,
     /// Wall-clock twin of `epoch`, to report times in JSON.

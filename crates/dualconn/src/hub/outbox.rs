@@ -37,9 +37,9 @@ pub enum Pushed {
     /// Handed to the socket at once through the attached [`DirectSocket`]; the writer task was
     /// not woken (or, when the socket took only part, was woken to finish it).
     Written,
-    /// Not taken: the connection was idle, and its turn to write is held for the caller, who
-    /// writes the frame a moment later with [`Outbox::write_deferred`]. The writer task was
-    /// not woken.
+    /// Not taken: the connection was idle, and its turn to write is held for the hub's
+    /// broadcast, which writes the frame a moment later (`Outbox::write_deferred`). The
+    /// writer task was not woken.
     Deferred,
     /// The frame would have passed the bound: the queue was dropped and the connection is
     /// closing as a slow consumer.
@@ -90,6 +90,23 @@ struct State {
     reserved: bool,
 }
 
+impl State {
+    /// Writes `frame` through the attached socket, if there is one. When the socket takes only
+    /// part, it keeps the rest and the writer must flush it before anything else is written:
+    /// the outbox is busy until then.
+    fn send_direct(&mut self, frame: &Frame) -> Sent {
+        let sent = self
+            .direct
+            .as_ref()
+            .map_or(Sent::Nothing, |direct| direct.try_send(frame));
+        if sent == Sent::Part {
+            self.flush = true;
+            self.busy = true;
+        }
+        sent
+    }
+}
+
 pub struct Outbox {
     /// Held only to push or swap out frames, never across an await.
     state: Mutex<State>,
@@ -135,7 +152,7 @@ impl Outbox {
     /// [`Outbox::write_deferred`]. A broadcast numbers every player first and writes the
     /// sockets afterwards, in the order they opened (`Hub::broadcast_local`). The frame is
     /// borrowed, since most pushes of a broadcast keep no copy of it here.
-    pub fn push_deferred(&self, frame: &Frame) -> (Pushed, Dropped) {
+    pub(super) fn push_deferred(&self, frame: &Frame) -> (Pushed, Dropped) {
         self.push_or_defer(Cow::Borrowed(frame), true)
     }
 
@@ -157,20 +174,14 @@ impl Outbox {
             self.overflow.notify_waiters();
             return (Pushed::Overflowed, dropped);
         }
-        if state.frames.is_empty()
-            && !state.busy
-            && !state.reserved
-            && let Some(direct) = &state.direct
-        {
+        if state.frames.is_empty() && !state.busy && !state.reserved && state.direct.is_some() {
             if defer {
                 state.reserved = true;
                 return (Pushed::Deferred, 0);
             }
-            match direct.try_send(&frame) {
+            match state.send_direct(&frame) {
                 Sent::All => return (Pushed::Written, 0),
                 Sent::Part => {
-                    state.flush = true;
-                    state.busy = true;
                     drop(state);
                     self.wake.notify_one();
                     return (Pushed::Written, 0);
@@ -196,19 +207,12 @@ impl Outbox {
     /// meanwhile (closing began, the socket was detached), the frame goes in front of the queue
     /// and the writer is woken, as `push` would have. Returns whether the socket took it
     /// (in part included, which counts as delivered as in `push`).
-    pub fn write_deferred(&self, frame: &Frame) -> bool {
+    pub(super) fn write_deferred(&self, frame: &Frame) -> bool {
         let mut state = self.state.lock();
         state.reserved = false;
         // Whatever was queued meanwhile came after it, and the writer took none of it.
-        if state.close.is_none()
-            && !state.busy
-            && let Some(direct) = &state.direct
-        {
-            let sent = direct.try_send(frame);
-            if sent == Sent::Part {
-                state.flush = true;
-                state.busy = true;
-            }
+        if state.close.is_none() && !state.busy {
+            let sent = state.send_direct(frame);
             if sent != Sent::Nothing {
                 let wake = !state.frames.is_empty() || state.flush;
                 drop(state);
