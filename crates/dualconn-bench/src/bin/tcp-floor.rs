@@ -134,11 +134,7 @@ fn write_in_order(socks: &mut Vec<TcpStream>, visits: &[usize], msg: &[u8]) {
     for &i in visits {
         failed[i] = socks[i].write_all(msg).is_err();
     }
-    let mut i = 0;
-    socks.retain(|_| {
-        i += 1;
-        !failed[i - 1]
-    });
+    drop_failed(socks, &failed);
 }
 
 /// Writes every socket once, in accept order, through `ring`, and drops those that failed or
@@ -174,12 +170,14 @@ fn write_through_ring(
             }
         }
     }
-    let mut i = 0;
-    socks.retain(|_| {
-        i += 1;
-        !failed[i - 1]
-    });
+    drop_failed(socks, &failed);
     Ok(())
+}
+
+/// Keeps the sockets whose `failed` entry is false.
+fn drop_failed(socks: &mut Vec<TcpStream>, failed: &[bool]) {
+    let mut failed = failed.iter();
+    socks.retain(|_| failed.next() == Some(&false));
 }
 
 fn gcd(a: usize, b: usize) -> usize {
