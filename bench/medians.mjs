@@ -1,14 +1,9 @@
 // Medians and per-round ratios of a `ROUNDS=N bash bench/run.sh` run: each row's servers ran
 // in turn every round, so a ratio taken within a round compares them on the same machine state.
 //   node bench/medians.mjs results.jsonl
-import { readFileSync } from 'node:fs';
+import { median, readRows } from './jsonl.mjs';
 
-const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+const rows = readRows(process.argv[2]);
 const fixed = (x, d) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
 
 // The figure each row is judged by (BENCHMARKS.md, "Targets").

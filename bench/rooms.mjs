@@ -1,21 +1,10 @@
 // Summarises the `rooms` rows of bench/run.sh: every run, then per load the median of each
 // target and the room ÷ list ratios. One run on this shared machine says little; medians of
 // rounds taken back to back, and ratios of runs taken side by side, are what BENCHMARKS.md quotes.
-import { readFileSync } from 'node:fs';
+import { median, readRows } from './jsonl.mjs';
 
-const rows = readFileSync(process.argv[2], 'utf8')
-  .trim()
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l))
-  .filter((r) => r.scenario === 'rooms');
+const rows = readRows(process.argv[2]).filter((r) => r.scenario === 'rooms');
 
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ms = (us) => (us === undefined ? '-' : (us / 1000).toFixed(2));
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 

@@ -1,7 +1,7 @@
 // Prints bench/run.sh's JSON lines as a Markdown table.
-import { readFileSync } from 'node:fs';
+import { readRows } from './jsonl.mjs';
 
-const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const rows = readRows(process.argv[2]);
 const ms = (us) => (us === undefined ? '' : (us / 1000).toFixed(2));
 const n = (x, d = 0) => (x === undefined || x === null ? '' : Number(x).toFixed(d));
 const cols = [

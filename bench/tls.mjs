@@ -2,21 +2,10 @@
 // runs, the TLS ÷ plain ratios (of the medians, and round by round, since a round's two runs
 // were taken back to back), and the issue 15 targets: idle RSS under TLS ≤ 2× plain, CPU per
 // delivery ≤ 1.5× plain.
-import { readFileSync } from 'node:fs';
+import { median, readRows } from './jsonl.mjs';
 
-const rows = readFileSync(process.argv[2], 'utf8')
-  .trim()
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l))
-  .filter((r) => r.row.startsWith('tls-'));
+const rows = readRows(process.argv[2]).filter((r) => r.row.startsWith('tls-'));
 
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
 const clean = (r) => r.connect_failed === 0 && (r.gaps ?? 0) === 0 && (r.duplicates ?? 0) === 0 && (r.publish_failed ?? 0) === 0;
 
