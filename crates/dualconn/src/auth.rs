@@ -8,12 +8,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Deserialize;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, ConfigError, KeySource};
 use crate::hub::PlayerId;
+
+mod claims;
+mod verified;
+
+use claims::Player;
+use verified::VerifiedTokens;
 
 /// The verified identity behind a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,17 +71,6 @@ pub enum AuthError {
     Invalid(&'static str),
 }
 
-/// The claims dualconn reads. The player's claim is named by the operator (SPEC §12.28), so it
-/// is looked up among the rest.
-#[derive(Debug, Deserialize)]
-struct Claims {
-    exp: u64,
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
-
 /// Verifies player tokens and admin keys, and mints tokens when it holds a shared secret.
 pub struct Authenticator {
     /// Verifies token signatures.
@@ -92,6 +87,8 @@ pub struct Authenticator {
     issuer: Option<String>,
     /// The claim that holds the player id; `sub` unless configured.
     player_claim: String,
+    /// Tokens already verified, by digest: a token presented again skips verification.
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -147,6 +144,7 @@ impl Authenticator {
             audience: config.audience.clone(),
             issuer: config.issuer.clone(),
             player_claim: config.player_claim.clone(),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -155,33 +153,42 @@ impl Authenticator {
         if credential.is_empty() {
             return Err(AuthError::Missing);
         }
-        if self.is_admin_key(credential) {
+        let presented = digest(credential.as_bytes());
+        if self.is_admin_key(&presented) {
             return Ok(Principal::AdminKey);
         }
-        let data = jsonwebtoken::decode::<Claims>(credential, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature"),
-                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience"),
-                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer"),
-                ErrorKind::MissingRequiredClaim(_) => AuthError::Invalid("missing claim"),
-                ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm"),
-                _ => AuthError::Invalid("malformed token"),
-            })?;
-        let claims = data.claims;
-        let player = match claims.rest.get(&self.player_claim) {
-            Some(serde_json::Value::String(id)) => Cow::Borrowed(id.as_str()),
+        let now = SystemTime::now();
+        if let Some(known) = self.verified.get(&presented, now) {
+            return known;
+        }
+        let principal = self.verify(credential)?;
+        self.verified.keep(presented, &principal, now);
+        Ok(principal)
+    }
+
+    /// Checks a player token's signature and claims.
+    fn verify(&self, credential: &str) -> Result<Principal, AuthError> {
+        // The claims come back as their JSON text, read once below (`claims`).
+        let data =
+            jsonwebtoken::decode::<Box<RawValue>>(credential, &self.decoding, &self.validation)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature"),
+                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience"),
+                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer"),
+                    ErrorKind::MissingRequiredClaim(_) => AuthError::Invalid("missing claim"),
+                    ErrorKind::InvalidAlgorithm => AuthError::Invalid("wrong algorithm"),
+                    _ => AuthError::Invalid("malformed token"),
+                })?;
+        let claims = claims::parse(data.claims.get(), &self.player_claim)
+            .map_err(|_| AuthError::Invalid("malformed token"))?;
+        let player = match claims.player {
+            Player::Text(id) => id,
             // Games often number their players; the decimal form is the id. `sub` is a string
             // by RFC 7519, so a number there stays refused.
-            Some(serde_json::Value::Number(n))
-                if self.player_claim != "sub" && (n.is_u64() || n.is_i64()) =>
-            {
-                Cow::Owned(n.to_string())
-            }
-            None | Some(serde_json::Value::Null) => {
-                return Err(AuthError::Invalid("missing claim"));
-            }
-            Some(_) => {
+            Player::Integer(n) if self.player_claim != "sub" => Cow::Owned(n.to_string()),
+            Player::Missing => return Err(AuthError::Invalid("missing claim")),
+            Player::Integer(_) | Player::Other => {
                 return Err(AuthError::Invalid(
                     "the player claim is not a valid player id",
                 ));
@@ -199,18 +206,19 @@ impl Authenticator {
             .ok_or(AuthError::Invalid("exp is out of range"))?;
         Ok(Principal::Player {
             id: PlayerId::from(player.as_ref()),
-            admin: claims.role.as_deref() == Some("admin"),
+            admin: claims.admin,
             expires_at,
         })
     }
 
-    fn is_admin_key(&self, credential: &str) -> bool {
-        let presented = digest(credential.as_bytes());
+    /// `presented` is the credential's digest, so that comparison is constant-time and
+    /// length-blind.
+    fn is_admin_key(&self, presented: &[u8; 32]) -> bool {
         // Every key is compared, with no early exit, so timing says nothing about which matched.
         self.admin_key_digests
             .iter()
             .fold(subtle::Choice::from(0), |acc, key| {
-                acc | key.ct_eq(&presented)
+                acc | key.ct_eq(presented)
             })
             .into()
     }
@@ -306,6 +314,31 @@ mod tests {
             auth.authenticate(&token),
             Ok(Principal::Player { id, .. }) if &*id == "alice"
         ));
+    }
+
+    #[test]
+    fn only_verified_player_tokens_are_kept_and_a_kept_one_answers_the_same() {
+        let auth = Authenticator::new(&hs("0123456789abcdef0123456789abcdef")).unwrap();
+        let token = auth.mint("alice", Duration::from_secs(60), true).unwrap();
+        let first = auth.authenticate(&token).unwrap();
+        assert_eq!(auth.verified.len(), 1);
+        assert_eq!(auth.authenticate(&token), Ok(first));
+
+        let theirs = Authenticator::new(&hs("fedcba9876543210fedcba9876543210")).unwrap();
+        let forged = theirs.mint("alice", Duration::from_secs(60), true).unwrap();
+        for refused in [forged.as_str(), "not a token", &token[..token.len() - 1]] {
+            assert!(auth.authenticate(refused).is_err(), "{refused}");
+            assert!(auth.authenticate(refused).is_err(), "{refused}, again");
+        }
+        assert_eq!(
+            auth.authenticate("admin-key-0123456789"),
+            Ok(Principal::AdminKey)
+        );
+        assert_eq!(
+            auth.verified.len(),
+            1,
+            "refusals and admin keys are not kept"
+        );
     }
 
     #[test]
