@@ -129,7 +129,7 @@ impl App {
         };
         let hub = Arc::new(hub);
         let commands = Runner::new(handler, hub.clone(), config.command_rate);
-        let listener = TcpListener::bind(config.bind)
+        let listener = listen(config.bind)
             .await
             .map_err(|source| BuildError::Bind {
                 addr: config.bind,
@@ -272,6 +272,16 @@ impl App {
     }
 }
 
+/// Binds the listening socket. Events are small and go out at once, so every connection sends
+/// with `TCP_NODELAY`. On Linux an accepted socket inherits it from the listener, which saves
+/// a `setsockopt` call per connection (BENCHMARKS.md, "The token check and `TCP_NODELAY`").
+async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+    Ok(listener)
+}
+
 /// One TCP connection: plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 as ALPN chose.
 ///
 /// Each path is boxed: a task is allocated at the size of its future's largest state, and the
@@ -285,6 +295,7 @@ async fn serve_connection(
     tls: Option<Arc<Tls>>,
     tracker: TaskTracker,
 ) {
+    #[cfg(not(target_os = "linux"))]
     let _ = stream.set_nodelay(true);
     match tls {
         None => Box::pin(serve_http1(stream, peer, router, shutdown)).await,
@@ -481,6 +492,19 @@ fn release_free_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without `TCP_NODELAY`, a small event written after another waits up to a round trip
+    /// for its acknowledgement (Nagle's algorithm). Elsewhere each connection sets it itself.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 
     /// A plain connection's task holds its HTTP/1.1 state only, not room for TLS and HTTP/2
     /// too: every idle SSE stream pays this (issue 10).
