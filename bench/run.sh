@@ -121,9 +121,14 @@ for row in $ROWS; do
         bench spread-10k floor fanout --players 10000 --transport floor --rate 1 --publishes 5 --secs 10 --workers 2 --connect-concurrency 64
         ;;
       churn)
+        # A player's token is minted on each connect, and those minted in the same second are
+        # the same (a client reconnecting with the token it holds); `-fresh` rows present a
+        # token no server has seen every time, so every set-up verifies one.
         for t in ws sse; do
           bench "churn-$t" dualconn churn --players 1000 --transport "$t" --secs 5 --concurrency 64
           bench "churn-$t" node churn --players 1000 --transport "$t" --secs 5 --concurrency 64
+          bench "churn-$t-fresh" dualconn churn --players 1000 --transport "$t" --secs 5 --concurrency 64 --fresh-tokens
+          bench "churn-$t-fresh" node churn --players 1000 --transport "$t" --secs 5 --concurrency 64 --fresh-tokens
         done
         ;;
       resume)

@@ -9,17 +9,31 @@ use serde::Serialize;
 
 /// Mints an HS256 player token with `sub` and `exp`, as a game backend would.
 pub fn mint(secret: &[u8], player: &str, ttl_secs: u64) -> anyhow::Result<String> {
+    mint_with_id(secret, player, ttl_secs, None)
+}
+
+/// As [`mint`], with a `jti` claim when `id` is given: tokens with different ids differ, so a
+/// server that keeps the tokens it verified must verify each afresh.
+pub fn mint_with_id(
+    secret: &[u8],
+    player: &str,
+    ttl_secs: u64,
+    id: Option<u64>,
+) -> anyhow::Result<String> {
     #[derive(Serialize)]
     struct Claims<'a> {
         sub: &'a str,
         exp: u64,
         iat: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        jti: Option<String>,
     }
     let now = check::now_ns() / 1_000_000_000;
     let claims = Claims {
         sub: player,
         exp: now + ttl_secs,
         iat: now,
+        jti: id.map(|id| format!("{id:x}")),
     };
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

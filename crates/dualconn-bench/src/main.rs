@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use dualconn_bench::check::{self, Expected, Msg, StreamCheck, add_pairs, now_ns, to_pairs};
 use dualconn_bench::client::{Dial, Link, Transport};
 use dualconn_bench::tls::Tls;
-use dualconn_bench::{ProcSample, mint, pin_to_cpu, proc_sample};
+use dualconn_bench::{ProcSample, mint_with_id, pin_to_cpu, proc_sample};
 
 #[derive(Parser)]
 #[command(name = "dualconn-bench", about = "Load generator for dualconn")]
@@ -132,6 +132,11 @@ struct Opts {
     /// Concurrent connect loops per worker (churn).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// A token no server has seen on every connect (a unique `jti`). Without it a player's
+    /// token is minted afresh each time too, but tokens minted in the same second are the same,
+    /// as a client reconnecting with the token it holds presents the same one.
+    #[arg(long)]
+    fresh_tokens: bool,
     /// Mean time between forced drops of one connection, ms (resume).
     #[arg(long, default_value_t = 1000)]
     drop_every_ms: u64,
@@ -316,6 +321,7 @@ struct Plan {
     read_buf: usize,
     secs: f64,
     concurrency: usize,
+    fresh_tokens: bool,
     drop_every_ms: u64,
     seed: u64,
     prefix: String,
@@ -390,6 +396,8 @@ struct Ctx {
     last_failover_ns: Cell<u64>,
     errors: Cell<u64>,
     first_error: RefCell<Option<String>>,
+    /// Tokens minted with `--fresh-tokens`, which numbers them.
+    minted: Cell<u64>,
 }
 
 impl Ctx {
@@ -426,7 +434,11 @@ impl Ctx {
         port: u16,
         last: Option<u64>,
     ) -> Result<Link> {
-        let token = mint(self.plan.secret.as_bytes(), player, 3600)?;
+        let id = self.plan.fresh_tokens.then(|| {
+            self.minted.set(self.minted.get() + 1);
+            self.plan.seed << 40 | self.minted.get()
+        });
+        let token = mint_with_id(self.plan.secret.as_bytes(), player, 3600, id)?;
         Link::open(&Dial {
             transport,
             host,
@@ -465,6 +477,7 @@ async fn worker() -> Result<()> {
         last_failover_ns: Cell::new(0),
         errors: Cell::new(0),
         first_error: RefCell::new(None),
+        minted: Cell::new(0),
     });
     if ctx.plan.job == Job::Churn {
         let report = churn(ctx.clone(), cpu0).await;
@@ -902,6 +915,7 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
             read_buf: o.read_buf,
             secs: o.secs,
             concurrency: o.concurrency,
+            fresh_tokens: o.fresh_tokens,
             drop_every_ms: o.drop_every_ms,
             seed: 0x5EED ^ u64::from(w),
             prefix: o.prefix.clone(),
