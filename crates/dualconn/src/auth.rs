@@ -374,6 +374,49 @@ mod tests {
         .unwrap()
     }
 
+    /// The reason a refusal gives is what an operator reads in the 401's message.
+    #[test]
+    fn each_refusal_names_its_reason() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut config = hs(secret);
+        config.audience = Some("game".into());
+        config.issuer = Some("backend".into());
+        let auth = Authenticator::new(&config).unwrap();
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let good = serde_json::json!({"sub": "alice", "exp": exp, "aud": "game", "iss": "backend"});
+        assert!(auth.authenticate(&sign(secret, good.clone())).is_ok());
+        let with = |key: &str, value: serde_json::Value| {
+            let mut claims = good.clone();
+            claims[key] = value;
+            sign(secret, claims)
+        };
+        let mut no_sub = good.clone();
+        no_sub.as_object_mut().unwrap().remove("sub");
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &good,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        for (token, reason) in [
+            (with("aud", "other".into()), "wrong audience"),
+            (with("iss", "other".into()), "wrong issuer"),
+            (sign(secret, no_sub), "missing claim"),
+            (hs384, "wrong algorithm"),
+            (with("exp", 1.into()), "expired"),
+        ] {
+            let refused = auth.authenticate(&token).unwrap_err();
+            assert!(
+                refused.to_string().contains(reason),
+                "{refused} for {reason}"
+            );
+        }
+    }
+
     #[test]
     fn huge_time_claims_are_refused_or_accepted_never_a_panic() {
         let secret = "0123456789abcdef0123456789abcdef";
