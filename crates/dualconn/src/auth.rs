@@ -185,7 +185,8 @@ impl Authenticator {
         let player = match claims.player {
             Player::Text(id) => id,
             // Games often number their players; the decimal form is the id. `sub` is a string
-            // by RFC 7519, so a number there stays refused.
+            // by RFC 7519, so a number there stays refused (jsonwebtoken refuses it first, as
+            // the required `sub` it looks for is a string; the guard keeps the rule here).
             Player::Integer(n) if self.player_claim != "sub" => Cow::Owned(n.to_string()),
             Player::Missing => return Err(AuthError::Invalid("missing claim")),
             Player::Integer(_) | Player::Other => {
@@ -350,6 +351,14 @@ mod tests {
         );
         assert!(auth.authenticate("admin-key-012345678").is_err());
         assert_eq!(auth.authenticate(""), Err(AuthError::Missing));
+
+        // A key listed twice (a copy-paste in the configuration) still matches.
+        let mut config = hs("0123456789abcdef0123456789abcdef");
+        config.admin_keys = AdminKeys(vec!["key-a".into(), "key-b".into(), "key-a".into()]);
+        let auth = Authenticator::new(&config).unwrap();
+        for key in ["key-a", "key-b"] {
+            assert_eq!(auth.authenticate(key), Ok(Principal::AdminKey), "{key}");
+        }
     }
 
     #[test]
