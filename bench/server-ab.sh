@@ -32,7 +32,7 @@ one() { # $1 label, $2 binary
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 # The order turns every round (A B, B A, ...): in one sitting the first of each pair measured
-# higher in most rounds whichever binary it was (BENCHMARKS.md, "The token check").
+# higher in most rounds whichever binary it was (BENCHMARKS.md, "A/B order").
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
 for r in $(seq "$rounds"); do
@@ -43,13 +43,13 @@ for r in $(seq "$rounds"); do
   fi
 done | tee "$lines"
 # Medians of each binary's figure, and of B/A within each round.
-node -e '
-const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")
+node --input-type=module -e '
+import { readFileSync } from "node:fs";
+import { median } from "./bench/jsonl.mjs";
+const rows = readFileSync(process.argv[1], "utf8").trim().split("\n")
   .map((l) => l.match(/^(A|B): \w+=([0-9.]+)/)).filter(Boolean);
-const med = (xs) => { const s = [...xs].sort((x, y) => x - y), m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const of = (who) => rows.filter((m) => m[1] === who).map((m) => Number(m[2]));
 const a = of("A"), b = of("B"), ratios = b.map((x, i) => x / a[i]);
-console.log(`median A ${med(a).toFixed(2)}, B ${med(b).toFixed(2)}; B/A per round ${
-  ratios.map((x) => x.toFixed(2)).join(" · ")}, median ${med(ratios).toFixed(2)}`);
+console.log(`median A ${median(a).toFixed(2)}, B ${median(b).toFixed(2)}; B/A per round ${
+  ratios.map((x) => x.toFixed(2)).join(" · ")}, median ${median(ratios).toFixed(2)}`);
 ' "$lines"
