@@ -1,8 +1,9 @@
 //! What one player token's check costs on its own: `Authenticator::authenticate` on HS256
 //! tokens shaped like the ones `dualconn token` mints, with the player in `sub` and, as SPEC
-//! §12.28 allows, in a claim of the operator's naming. Every WebSocket and SSE set-up pays this
-//! once, so it is part of the set-up row of BENCHMARKS.md. `first` is a token this process has
-//! not seen (the signature and claims are checked); `again` is one it has verified before.
+//! §12.28 allows, in a claim of the operator's naming. Every WebSocket and SSE set-up pays one
+//! of two costs, so they are part of the set-up row of BENCHMARKS.md: `first`, a token this
+//! process has not seen (the signature and claims are checked), or `again`, one it has
+//! verified before.
 //!
 //! `cargo bench -p dualconn --bench token_check` prints one line per run and the medians.
 

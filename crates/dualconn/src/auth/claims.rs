@@ -4,8 +4,9 @@
 //! field. A struct holding the rest as a `#[serde(flatten)]` map built every claim twice, as
 //! serde's buffered content and then as a map of `serde_json::Value`s: the largest part of
 //! checking a token that was ours, and a token is checked on every connection's set-up
-//! (BENCHMARKS.md, "The token check"). Here the three claims we read are kept, borrowed from
-//! the JSON text where it has no escapes, and every other claim is skipped unparsed.
+//! (BENCHMARKS.md, "The token check and `TCP_NODELAY`"). Here the three claims we read are
+//! kept, borrowed from the JSON text where it has no escapes, and every other claim is skipped
+//! unparsed.
 
 use std::borrow::Cow;
 use std::fmt;
