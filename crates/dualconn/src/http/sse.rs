@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -29,12 +29,11 @@ pub async fn by_path(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
     watch: Option<Extension<SlowReaderWatch>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: Request,
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
-    open(&app, peer, &headers, &uri, player, watch)
+    open(&app, peer, request.headers(), request.uri(), player, watch)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -46,10 +45,9 @@ pub async fn deprecated(
     peer: ConnectInfo<SocketAddr>,
     path: Result<Path<String>, PathRejection>,
     watch: Option<Extension<SlowReaderWatch>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: Request,
 ) -> Response {
-    let mut response = by_path(app, peer, path, watch, headers, uri).await;
+    let mut response = by_path(app, peer, path, watch, request).await;
     super::deprecate(&mut response, "</api/events>; rel=\"successor-version\"");
     response
 }
@@ -59,12 +57,18 @@ pub async fn by_token(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     watch: Option<Extension<SlowReaderWatch>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: Request,
 ) -> Response {
-    open(&app, peer, &headers, &uri, PathPlayer::FromToken, watch)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    open(
+        &app,
+        peer,
+        request.headers(),
+        request.uri(),
+        PathPlayer::FromToken,
+        watch,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn open(

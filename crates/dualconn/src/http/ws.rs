@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -39,17 +39,16 @@ pub async fn preferred(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     socket: Option<Extension<Arc<SharedSocket>>>,
-    headers: HeaderMap,
-    uri: Uri,
     ws: Result<Upgrade, NotAHandshake>,
+    request: Request,
 ) -> Response {
     let socket = socket.map(|Extension(s)| s);
     open(
         &app,
         peer,
         socket,
-        &headers,
-        &uri,
+        request.headers(),
+        request.uri(),
         PathPlayer::FromToken,
         ws,
     )
@@ -64,16 +63,23 @@ pub async fn deprecated(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     socket: Option<Extension<Arc<SharedSocket>>>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    uri: Uri,
     ws: Result<Upgrade, NotAHandshake>,
+    request: Request,
 ) -> Response {
     let path = path.ok();
     let player = PathPlayer::Path(path.as_ref().map(|p| p.0.as_str()));
     let socket = socket.map(|Extension(s)| s);
-    let mut response = open(&app, peer, socket, &headers, &uri, player, ws)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let mut response = open(
+        &app,
+        peer,
+        socket,
+        request.headers(),
+        request.uri(),
+        player,
+        ws,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
     super::deprecate(&mut response, "</api/ws>; rel=\"successor-version\"");
     response
 }
