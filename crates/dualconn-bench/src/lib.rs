@@ -46,6 +46,10 @@ pub fn mint_with_id(
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ProcSample {
     pub cpu_us: u64,
+    /// The user-space part of `cpu_us`. On loopback the kernel runs the peer's receive inside
+    /// the sender's system calls, so the system part moves with the client's timing while
+    /// this one is the server's own work.
+    pub user_us: u64,
     pub rss_bytes: u64,
 }
 
@@ -56,14 +60,13 @@ pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let ticks: u64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (user, system) = (field(11), field(12));
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -74,7 +77,8 @@ pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     Ok(ProcSample {
-        cpu_us: ticks * 1_000_000 / hz,
+        cpu_us: (user + system) * 1_000_000 / hz,
+        user_us: user * 1_000_000 / hz,
         rss_bytes: rss_kb * 1024,
     })
 }

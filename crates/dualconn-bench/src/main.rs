@@ -810,6 +810,7 @@ fn sample(pids: &[u32]) -> Option<ProcSample> {
     for &p in pids {
         let s = proc_sample(p).ok()?;
         sum.cpu_us += s.cpu_us;
+        sum.user_us += s.user_us;
         sum.rss_bytes += s.rss_bytes;
     }
     (!pids.is_empty()).then_some(sum)
@@ -986,6 +987,11 @@ async fn coordinate(scenario: Scenario, o: Opts) -> Result<()> {
                 &mut out,
                 "server_cpu_us_per_conn",
                 round2((b.cpu_us - a.cpu_us) as f64 / connects.max(1) as f64).into(),
+            );
+            put(
+                &mut out,
+                "server_user_us_per_conn",
+                round2((b.user_us - a.user_us) as f64 / connects.max(1) as f64).into(),
             );
             put(
                 &mut out,
