@@ -17,8 +17,15 @@ const measures = {
   resume: ['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery],
 };
 
+// Shown beside it, without ratios: the user-space part of set-up, which loopback's accounting
+// of the client's receive does not move (BENCHMARKS.md, "Set-up: user space and the kernel").
+const beside = {
+  churn: ['user-space CPU-µs/conn', (r) => r.server_user_us_per_conn],
+};
+
 // row -> server -> values, in the order the rounds ran.
 const byRow = new Map();
+const besideByRow = new Map();
 for (const r of rows) {
   const kind = r.row.split('-')[0];
   if (!measures[kind] || r.row.startsWith('rooms-') || r.row.startsWith('tls-')) continue;
@@ -26,6 +33,12 @@ for (const r of rows) {
   const servers = byRow.get(r.row);
   if (!servers.has(r.label)) servers.set(r.label, []);
   servers.get(r.label).push(measures[kind][1](r));
+  const extra = beside[kind]?.[1](r);
+  if (extra === undefined) continue;
+  if (!besideByRow.has(r.row)) besideByRow.set(r.row, new Map());
+  const others = besideByRow.get(r.row);
+  if (!others.has(r.label)) others.set(r.label, []);
+  others.get(r.label).push(extra);
 }
 
 console.log('| row | figure | server | per round | median |');
@@ -41,5 +54,8 @@ for (const [row, servers] of byRow) {
     if (peer === 'dualconn' || values.length !== ours.length) continue;
     const ratios = ours.map((v, i) => v / values[i]);
     console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
+  }
+  for (const [server, values] of besideByRow.get(row) ?? []) {
+    console.log(`| ${row} | ${beside[row.split('-')[0]][0]} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
   }
 }
