@@ -94,8 +94,8 @@ fn own_request(head: &httparse::Request<'_, '_>, nothing_follows: bool) -> Optio
         return None;
     };
     // Built in place: `Request::builder` moves the whole request through every `header` call,
-    // which was most of this function's time in a WebSocket's set-up (BENCHMARKS.md, "Fewer
-    // allocations in set-up").
+    // about half of this function's time in a WebSocket's set-up (BENCHMARKS.md, "Set-up: user
+    // space and the kernel").
     let mut fields = HeaderMap::with_capacity(head.headers.len());
     for h in head.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;

@@ -125,7 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(pages::asset));
     // One stack, outermost first, given to the router as one layer: the router wraps each layer
     // it is given around every route, and each wrap costs a clone of the route's boxed service
-    // and a boxed future per request (BENCHMARKS.md, "Fewer allocations in set-up").
+    // and a boxed future per request (BENCHMARKS.md, "Set-up: user space and the kernel").
     let shared = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(state.clone(), refusals::log))
         .layer(middleware::from_fn_with_state(
