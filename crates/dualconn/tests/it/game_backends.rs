@@ -443,6 +443,16 @@ async fn every_refusal_is_counted_by_reason() {
         &format!("/api/ws?token={token}&session_id=bad%20id"),
     )
     .await;
+    // Refused on its declared length alone, before the body is read: still a refusal counted.
+    let oversized = server
+        .http
+        .post(server.url("/api/publish"))
+        .bearer_auth(ADMIN_KEY)
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
     let mut counted = refusals(&server).await;
     counted.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -452,6 +462,7 @@ async fn every_refusal_is_counted_by_reason() {
             ("authorization_error".into(), "403".into(), 1.0),
             ("not_found_error".into(), "404".into(), 1.0),
             ("validation_error".into(), "400".into(), 1.0),
+            ("validation_error".into(), "413".into(), 1.0),
         ]
     );
 }
