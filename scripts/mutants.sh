@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cargo-mutants over hub/, delivery.rs, http/admit.rs and auth, with the unit tests and the
-# integration tests (issue 12; ARCHITECTURE.md, "Testing notes"). It mutates the tree in place,
+# cargo-mutants over hub/, delivery.rs, http/admit.rs, http1_head.rs and auth, with the unit
+# tests and the integration tests (issue 12; ARCHITECTURE.md, "Testing notes"). It mutates the tree in place,
 # so run it in a clone of its own, never in a checkout you are editing. A mutant takes about
 # 35 s on this 2-core machine (10 s to build, 25 s of tests), or the timeout when it makes a test
 # hang: the suite passes in about 25 s, so MUTANTS_TIMEOUT defaults to 60 s.
@@ -46,7 +46,8 @@ fi
 # The cache hints (`hub/warm.rs`, and the `warm` methods it calls) change no behaviour a test
 # could see: a mutant of them is equivalent by construction, so none is made.
 cargo mutants -p dualconn -f 'crates/dualconn/src/hub/*.rs' -f crates/dualconn/src/delivery.rs \
-  -f crates/dualconn/src/http/admit.rs -f crates/dualconn/src/auth.rs -f 'crates/dualconn/src/auth/*.rs' \
+  -f crates/dualconn/src/http/admit.rs -f crates/dualconn/src/http1_head.rs \
+  -f crates/dualconn/src/auth.rs -f 'crates/dualconn/src/auth/*.rs' \
   -e crates/dualconn/src/hub/warm.rs --exclude-re '(History|Outbox)::warm with' \
   "${select[@]}" --timeout "${MUTANTS_TIMEOUT:-60}" \
   --in-place --baseline skip --profile mutants -- --lib --test it

@@ -353,6 +353,52 @@ mod tests {
         assert!(head.starts_with(b"HTTP/1.1 200 OK\r\ndate: "), "{head:?}");
     }
 
+    #[test]
+    fn a_head_writes_framing_headers_only_its_own_way() {
+        let mut given = HeaderMap::new();
+        given.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        given.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        given.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        given.insert(header::DATE, HeaderValue::from_static("yesterday"));
+        given.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let head = |given: &HeaderMap, status, chunked, length| {
+            let mut out = BytesMut::new();
+            put_head(&mut out, status, given, chunked, length);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        let whole = head(&given, StatusCode::BAD_REQUEST, false, Some(12));
+        let lines: Vec<&str> = whole.split("\r\n").collect();
+        let named = |name: &str| lines.iter().filter(|l| l.starts_with(name)).count();
+        // The body's own length and `close` replace whatever the response carried.
+        assert_eq!(named("content-length: "), 1, "{whole}");
+        assert!(whole.contains("content-length: 12\r\n"), "{whole}");
+        assert_eq!(named("transfer-encoding: "), 0, "{whole}");
+        assert_eq!(named("connection: "), 1, "{whole}");
+        assert!(whole.contains("connection: close\r\n"), "{whole}");
+        assert_eq!(named("date: "), 1, "{whole}");
+        assert!(!whole.contains("yesterday"), "{whole}");
+        assert!(
+            whole.contains("content-type: application/json\r\n"),
+            "{whole}"
+        );
+        let stream = head(&given, StatusCode::OK, true, None);
+        assert!(
+            stream.contains("transfer-encoding: chunked\r\n"),
+            "{stream}"
+        );
+        assert!(
+            !stream.contains("gzip") && !stream.contains("999"),
+            "{stream}"
+        );
+        // A 101 keeps its `connection: upgrade`.
+        given.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let switched = head(&given, StatusCode::SWITCHING_PROTOCOLS, false, None);
+        assert!(switched.contains("connection: upgrade\r\n"), "{switched}");
+    }
+
     #[tokio::test]
     async fn a_websocket_get_is_served_here_on_each_of_its_paths() {
         for path in [
