@@ -454,7 +454,7 @@ async fn every_refusal_is_counted_by_reason() {
         .unwrap();
     assert_eq!(oversized.status(), 413);
     let mut counted = refusals(&server).await;
-    counted.sort_by(|a, b| a.0.cmp(&b.0));
+    counted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     assert_eq!(
         counted,
         vec![
