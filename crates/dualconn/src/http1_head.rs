@@ -400,6 +400,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_sse_get_is_served_here_on_each_of_its_paths() {
+        for path in [
+            "/sse/alice",
+            "/api/events",
+            "/api/events?token=t",
+            "/api/events/alice",
+        ] {
+            let head = format!("GET {path} HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n");
+            match first_of(&[head.as_bytes()]).await {
+                First::Sse(request) => assert_eq!(request.uri(), path),
+                First::WebSocket(_) => panic!("{path} taken as a WebSocket"),
+                First::Other(_) => panic!("{path} left to hyper"),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_websocket_get_is_served_here_on_each_of_its_paths() {
         for path in [
             "/api/ws",
@@ -460,6 +477,64 @@ mod tests {
             read.len()
         );
         assert!(long.starts_with(&read));
+    }
+
+    #[tokio::test]
+    async fn a_whole_response_is_written_with_its_length_then_the_write_side_closes() {
+        let (mut client, mut server) = duplex(64 * 1024);
+        // Larger than any error of ours, within the bound.
+        let body = vec![b'x'; 20 * 1024];
+        let response = Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Body::from(body.clone()))
+            .unwrap();
+        write_whole(&mut server, response).await.unwrap();
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        let text = String::from_utf8(all).unwrap();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 20480\r\n"), "{head}");
+        assert_eq!(rest.as_bytes(), body);
+    }
+
+    #[tokio::test]
+    async fn hyper_writes_through_to_the_socket_and_closes_it() {
+        let (mut client, server) = duplex(1024);
+        // Whether hyper may write vectored is the socket's answer.
+        assert!(server.is_write_vectored());
+        /// A writer that takes one buffer at a time.
+        struct Plain;
+        impl AsyncWrite for Plain {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                data: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(data.len()))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        assert!(!Prefixed::new(Bytes::new(), Plain).is_write_vectored());
+        let mut io = Prefixed::new(Bytes::from_static(b"unread"), server);
+        assert!(io.is_write_vectored());
+        io.write_all(b"one ").await.unwrap();
+        let parts = [io::IoSlice::new(b"two "), io::IoSlice::new(b"three")];
+        let written = io.write_vectored(&parts).await.unwrap();
+        assert!(written > 0);
+        io.write_all(&b"two three"[written..]).await.unwrap();
+        io.flush().await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut all = Vec::new();
+        // The end arrives while `io` is still alive: the shutdown reached the socket.
+        client.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"one two three");
+        drop(io);
     }
 
     #[tokio::test]
