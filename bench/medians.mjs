@@ -26,19 +26,18 @@ const beside = {
 // row -> server -> values, in the order the rounds ran.
 const byRow = new Map();
 const besideByRow = new Map();
+const add = (table, r, value) => {
+  if (!table.has(r.row)) table.set(r.row, new Map());
+  const servers = table.get(r.row);
+  if (!servers.has(r.label)) servers.set(r.label, []);
+  servers.get(r.label).push(value);
+};
 for (const r of rows) {
   const kind = r.row.split('-')[0];
   if (!measures[kind] || r.row.startsWith('rooms-') || r.row.startsWith('tls-')) continue;
-  if (!byRow.has(r.row)) byRow.set(r.row, new Map());
-  const servers = byRow.get(r.row);
-  if (!servers.has(r.label)) servers.set(r.label, []);
-  servers.get(r.label).push(measures[kind][1](r));
+  add(byRow, r, measures[kind][1](r));
   const extra = beside[kind]?.[1](r);
-  if (extra === undefined) continue;
-  if (!besideByRow.has(r.row)) besideByRow.set(r.row, new Map());
-  const others = besideByRow.get(r.row);
-  if (!others.has(r.label)) others.set(r.label, []);
-  others.get(r.label).push(extra);
+  if (extra !== undefined) add(besideByRow, r, extra);
 }
 
 console.log('| row | figure | server | per round | median |');
