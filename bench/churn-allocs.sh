@@ -16,6 +16,10 @@ rm -f "$out".*
 . bench/server-env.sh allocs
 DUALCONN_BIND="0.0.0.0:$port" heaptrack -o "$out" "$server" serve >/dev/null 2>&1 &
 tracked=$!
+# The server is heaptrack's child, not $tracked: it is found by its command line, and stopped
+# with TERM so heaptrack writes its record. Also on the way out, if the load fails.
+stop() { pkill -TERM -f "^$server serve\$" || true; }
+trap stop EXIT
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
 connects=0
 for secs in 1 3; do # the first pass meets each player for the first time
@@ -23,7 +27,7 @@ for secs in 1 3; do # the first pass meets each player for the first time
     --concurrency 8 --port "$port" 2>/dev/null | tail -n 1)
   connects=$((connects + $(node -e 'console.log(JSON.parse(process.argv[1]).connects)' "$report")))
 done
-pkill -TERM -f "^$server serve\$"
+stop
 wait "$tracked" 2>/dev/null || true
 calls=$(heaptrack_print "$out".* 2>/dev/null | sed -n 's/^calls to allocation functions: \([0-9]*\).*/\1/p')
 awk -v c="$calls" -v n="$connects" -v t="$transport" \
