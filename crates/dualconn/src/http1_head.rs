@@ -194,13 +194,14 @@ pub fn put_head(
 /// (as hyper does) instead of once per response.
 fn put_date(out: &mut BytesMut, now: SystemTime) {
     thread_local! {
-        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+        // No second is `u64::MAX`, so the first call formats.
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
     let second = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     DATE.with_borrow_mut(|(at, text)| {
-        if *at != second || text.is_empty() {
+        if *at != second {
             *text = httpdate::fmt_http_date(now);
             *at = second;
         }
