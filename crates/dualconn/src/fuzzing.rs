@@ -153,11 +153,18 @@ pub fn request_head(data: &[u8]) {
         match first {
             First::Other(read) => assert!(data.starts_with(&read), "bytes were lost"),
             First::Sse(request) => {
-                crate::sse_socket::serve(io, None, request, h.app.router(), peer, Duration::ZERO)
-                    .await;
+                crate::sse_socket::serve(
+                    io,
+                    None,
+                    request,
+                    h.app.front().router,
+                    peer,
+                    Duration::ZERO,
+                )
+                .await;
             }
             First::WebSocket(request) => {
-                crate::ws_socket::serve(io, None, request, h.app.router(), peer).await;
+                crate::ws_socket::serve(io, None, request, h.app.front(), peer).await;
             }
         }
         // An accepted WebSocket's task meets the end of file and ends.
@@ -237,7 +244,7 @@ impl Harness {
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
         req.extensions_mut().insert(SlowReaderWatch::default());
-        let router = self.app.router();
+        let router = self.app.front().router;
         self.runtime.block_on(async {
             let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
             assert_ne!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);

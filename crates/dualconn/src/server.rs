@@ -27,7 +27,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::access::ConnectLimits;
 use crate::http::connect_hook::ConnectHook;
 use crate::http::sse::SlowReaderWatch;
-use crate::http::{self, AppState, Shared};
+use crate::http::{self, AppState, Front, Shared};
 use crate::http1_head::{self, First, Prefixed};
 use crate::hub::{Hub, HubConfig};
 use crate::lifecycle;
@@ -69,7 +69,7 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
-    router: Router,
+    front: Front,
     /// Present when the listener speaks TLS only.
     tls: Option<Arc<Tls>>,
     /// Cancelled to begin a graceful shutdown.
@@ -151,12 +151,12 @@ impl App {
             metrics: http::Metrics::new(),
             connect_hook,
         });
-        let router = http::router(state.clone());
+        let front = Front::new(state.clone());
         Ok(App {
             listener,
             local_addr,
             state,
-            router,
+            front,
             tls,
             shutdown: CancellationToken::new(),
             lifecycle,
@@ -182,9 +182,10 @@ impl App {
         self.state.auth.mint(player, ttl, false)
     }
 
-    /// The router, for the fuzz targets that send requests without sockets.
-    pub(crate) fn router(&self) -> Router {
-        self.router.clone()
+    /// The router and its direct route, for the fuzz targets that send requests without
+    /// sockets.
+    pub(crate) fn front(&self) -> Front {
+        self.front.clone()
     }
 
     pub(crate) fn state(&self) -> &AppState {
@@ -207,7 +208,7 @@ impl App {
         let App {
             listener,
             state,
-            router,
+            front,
             tls,
             shutdown,
             lifecycle,
@@ -249,7 +250,7 @@ impl App {
             tracker.spawn(serve_connection(
                 stream,
                 peer,
-                router.clone(),
+                front.clone(),
                 shutdown.clone(),
                 tls.clone(),
                 tracker.clone(),
@@ -290,7 +291,7 @@ async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    front: Front,
     shutdown: CancellationToken,
     tls: Option<Arc<Tls>>,
     tracker: TaskTracker,
@@ -298,15 +299,15 @@ async fn serve_connection(
     #[cfg(not(target_os = "linux"))]
     let _ = stream.set_nodelay(true);
     match tls {
-        None => Box::pin(serve_http1(stream, peer, router, shutdown)).await,
-        Some(tls) => Box::pin(serve_tls(stream, peer, router, shutdown, tls, tracker)).await,
+        None => Box::pin(serve_http1(stream, peer, front, shutdown)).await,
+        Some(tls) => Box::pin(serve_tls(stream, peer, front, shutdown, tls, tracker)).await,
     }
 }
 
 async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    front: Front,
     shutdown: CancellationToken,
     tls: Arc<Tls>,
     tracker: TaskTracker,
@@ -319,7 +320,7 @@ async fn serve_tls(
         _ = shutdown.cancelled() => return,
         done = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept) => done,
     } {
-        Ok(Ok(stream)) => after_handshake(Box::new(stream), peer, router, shutdown, tracker),
+        Ok(Ok(stream)) => after_handshake(Box::new(stream), peer, front, shutdown, tracker),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, %peer, "TLS handshake failed");
             return;
@@ -338,7 +339,7 @@ async fn serve_tls(
 fn after_handshake(
     stream: Box<crate::tls::stream::TlsStream>,
     peer: SocketAddr,
-    router: Router,
+    front: Front,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
@@ -346,19 +347,19 @@ fn after_handshake(
         Box::pin(crate::http2::serve(
             stream,
             peer,
-            router,
+            front.router,
             shutdown,
             tracker,
             SSE_STALL_GRACE,
         ))
     } else {
-        Box::pin(serve_http1(stream, peer, router, shutdown))
+        Box::pin(serve_http1(stream, peer, front, shutdown))
     }
 }
 
 /// HTTP/1.1: an SSE stream or a WebSocket upgrade as the first request is answered straight on
 /// the socket, by `sse_socket` or `ws_socket`; everything else is hyper's.
-async fn serve_http1<S>(io: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
+async fn serve_http1<S>(io: S, peer: SocketAddr, front: Front, shutdown: CancellationToken)
 where
     S: StreamSocket,
 {
@@ -372,12 +373,12 @@ where
     };
     match first {
         Ok(Ok(First::Sse(request))) => {
-            sse_socket::serve(io, socket, request, router, peer, SSE_STALL_GRACE).await;
+            sse_socket::serve(io, socket, request, front.router, peer, SSE_STALL_GRACE).await;
         }
         // Boxed, as hyper's below: the router's future is over a kilobyte, and it is done once
         // the WebSocket's own task has the socket.
         Ok(Ok(First::WebSocket(request))) => {
-            Box::pin(ws_socket::serve(io, socket, request, router, peer)).await;
+            Box::pin(ws_socket::serve(io, socket, request, front, peer)).await;
         }
         // Boxed: hyper's connection state is larger than an SSE stream's, and every idle
         // stream's task would otherwise be allocated at its size.
@@ -386,7 +387,7 @@ where
                 Prefixed::new(read, io),
                 socket,
                 peer,
-                router,
+                front.router,
                 shutdown,
             ))
             .await;
@@ -516,7 +517,10 @@ mod tests {
         let task = serve_connection(
             stream,
             addr,
-            Router::new(),
+            Front {
+                router: Router::new(),
+                direct: None,
+            },
             CancellationToken::new(),
             None,
             TaskTracker::new(),
@@ -550,7 +554,17 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let stream = TcpStream::connect(addr).await.unwrap();
         let token = CancellationToken::new();
-        let tls_task = serve_tls(stream, addr, Router::new(), token, tls, TaskTracker::new());
+        let tls_task = serve_tls(
+            stream,
+            addr,
+            Front {
+                router: Router::new(),
+                direct: None,
+            },
+            token,
+            tls,
+            TaskTracker::new(),
+        );
         let size = std::mem::size_of_val(&tls_task);
         assert!(size <= 512, "a TLS connection's future is {size} bytes");
 

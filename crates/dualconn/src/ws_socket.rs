@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -16,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
 use crate::http::upgrade::{Io, RawUpgrade};
+use crate::http::{Front, ws};
 use crate::http1_head::{put_head, write_whole};
 use crate::shared_socket::SharedSocket;
 
@@ -25,17 +25,26 @@ pub async fn serve<I: Io>(
     mut io: I,
     socket: Option<Arc<SharedSocket>>,
     mut request: Box<Request<Body>>,
-    router: Router,
+    front: Front,
     peer: SocketAddr,
 ) {
     let raw = RawUpgrade::default();
-    let extensions = request.extensions_mut();
-    extensions.insert(ConnectInfo(peer));
-    extensions.insert(raw.clone());
-    if let Some(socket) = &socket {
-        extensions.insert(socket.clone());
-    }
-    let Ok(response) = router.oneshot(*request).await;
+    let response = match &front.direct {
+        Some(app) if request.uri().path() == ws::PREFERRED => {
+            let socket = socket.clone();
+            ws::preferred_on_socket(app, peer, socket, *request, raw.clone()).await
+        }
+        _ => {
+            let extensions = request.extensions_mut();
+            extensions.insert(ConnectInfo(peer));
+            extensions.insert(raw.clone());
+            if let Some(socket) = &socket {
+                extensions.insert(socket.clone());
+            }
+            let Ok(response) = front.router.oneshot(*request).await;
+            response
+        }
+    };
     let on_upgrade = match raw.take() {
         Some(on_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => on_upgrade,
         // Refused (or, without the handler's hand-over, nothing to switch to): the response

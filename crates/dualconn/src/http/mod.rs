@@ -74,6 +74,30 @@ impl AppState {
     }
 }
 
+/// What a connection's requests are answered by.
+#[derive(Clone)]
+pub struct Front {
+    /// Every route ([`router`]).
+    pub router: Router,
+    /// For `GET /api/ws` as a connection's first request, answered without the router
+    /// (`ws::preferred_on_socket`); absent when CORS is configured, whose headers only the
+    /// router's layer adds.
+    pub direct: Option<AppState>,
+}
+
+impl Front {
+    pub fn new(state: AppState) -> Front {
+        let direct = match state.config.allowed_origins {
+            AllowedOrigins::SameOrigin => Some(state.clone()),
+            AllowedOrigins::Any | AllowedOrigins::List(_) => None,
+        };
+        Front {
+            router: router(state),
+            direct,
+        }
+    }
+}
+
 /// Every route, with JSON fallbacks for unknown routes and wrong methods.
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new()

@@ -50,25 +50,40 @@ pub async fn log(
     next: Next,
 ) -> Response {
     let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
+    if is_refusal(&response) {
+        // The path's player is only a claim, but it is what the operator searches for. Anything
+        // that is not a valid id is left out rather than written raw into the log.
+        let path_player = params.ok().and_then(|params| {
+            params
+                .iter()
+                .find(|(name, _)| *name == "player_id")
+                .map(|(_, value)| value.to_owned())
+                .filter(|id| valid_player_id(id))
+        });
+        let route = route.as_ref().map(MatchedPath::as_str);
+        record(&app, route, path_player.as_deref(), &response);
     }
+    response
+}
+
+/// What `log` does for a route answered without the router (`ws::preferred_on_socket`), whose
+/// path names no player.
+pub fn note(app: &AppState, route: &'static str, response: &Response) {
+    if is_refusal(response) {
+        record(app, Some(route), None, response);
+    }
+}
+
+fn is_refusal(response: &Response) -> bool {
+    let status = response.status();
+    status.is_client_error() || status.is_server_error()
+}
+
+fn record(app: &AppState, route: Option<&str>, path_player: Option<&str>, response: &Response) {
+    let status = response.status();
     let refusal = response.extensions().get::<Refusal>();
     let error_type = refusal.map_or("unknown", |r| r.error_type);
-    // The path's player is only a claim, but it is what the operator searches for. Anything
-    // that is not a valid id is left out rather than written raw into the log.
-    let path_player = params.ok().and_then(|params| {
-        params
-            .iter()
-            .find(|(name, _)| *name == "player_id")
-            .map(|(_, value)| value.to_owned())
-            .filter(|id| valid_player_id(id))
-    });
-    let player = refusal
-        .and_then(|r| r.player.as_deref())
-        .or(path_player.as_deref());
-    let route = route.as_ref().map(MatchedPath::as_str);
+    let player = refusal.and_then(|r| r.player.as_deref()).or(path_player);
     let (route_kind, transport) = classify(route);
     app.metrics.count_refusal(error_type, status);
     let status = status.as_u16();
@@ -82,7 +97,6 @@ pub async fn log(
             status, error_type, route, route_kind, transport, player, "refused"
         );
     }
-    response
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -83,11 +83,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Upgrade, NotAHandshake> {
         check(parts.version, &parts.method, &parts.headers)?;
-        let key = parts
-            .headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .cloned()
-            .ok_or(NotAHandshake("Sec-WebSocket-Key is missing"))?;
         let handoff = if let Some(raw) = parts.extensions.remove::<RawUpgrade>() {
             Handoff::Raw(raw)
         } else if let Some(pending) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
@@ -95,17 +90,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         } else {
             return Err(NotAHandshake("this connection cannot be upgraded"));
         };
-        let bearer = parts
-            .headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-            .any(|offered| offered.trim_ascii() == b"bearer");
-        Ok(Upgrade {
-            key,
-            bearer,
-            handoff,
-        })
+        Upgrade::checked(&parts.headers, handoff)
     }
 }
 
@@ -159,6 +144,31 @@ fn valid_key(headers: &HeaderMap) -> bool {
 }
 
 impl Upgrade {
+    /// The handshake in a head `http1_head` read, answered without the router
+    /// (`ws::preferred_on_socket`): the socket is handed over through `raw`.
+    pub fn on_socket<B>(request: &Request<B>, raw: RawUpgrade) -> Result<Upgrade, NotAHandshake> {
+        check(request.version(), request.method(), request.headers())?;
+        Upgrade::checked(request.headers(), Handoff::Raw(raw))
+    }
+
+    /// The rest of a handshake that passed `check`.
+    fn checked(headers: &HeaderMap, handoff: Handoff) -> Result<Upgrade, NotAHandshake> {
+        let key = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or(NotAHandshake("Sec-WebSocket-Key is missing"))?;
+        let bearer = headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .any(|offered| offered.trim_ascii() == b"bearer");
+        Ok(Upgrade {
+            key,
+            bearer,
+            handoff,
+        })
+    }
+
     /// The 101 response; `on_upgrade` runs with the socket once it is written. An upgrade
     /// through hyper waits for hyper's hand-off in a task of `tracker`'s.
     pub fn accept<F>(self, tracker: &TaskTracker, on_upgrade: F) -> Response

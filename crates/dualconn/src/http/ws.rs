@@ -27,7 +27,7 @@ use super::AppState;
 use super::access::Query;
 use super::admit::{PathPlayer, admit, join};
 use super::error::ApiError;
-use super::upgrade::{NotAHandshake, Upgrade};
+use super::upgrade::{NotAHandshake, RawUpgrade, Upgrade};
 use crate::commands::{Command, CommandError, Runner};
 use crate::delivery::{Delivery, Next};
 use crate::hub::{CloseReason, ConnKind, DirectSocket, Frame, Sent};
@@ -54,6 +54,38 @@ pub async fn preferred(
     )
     .await
     .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The route `preferred` serves.
+pub const PREFERRED: &str = "/api/ws";
+
+/// `GET /api/ws` as the first request of a connection whose head `http1_head` read, answered
+/// without the router: what `preferred` answers, counted and logged as the router's refusal
+/// layer would. The router's other layers have nothing to do here, as such a request has no
+/// body, and `Front::direct` is absent where CORS would add headers. The router's layers and
+/// extractors were about a fifth of a WebSocket set-up's instructions (BENCHMARKS.md, "A
+/// WebSocket without the router").
+pub async fn preferred_on_socket(
+    app: &AppState,
+    peer: SocketAddr,
+    socket: Option<Arc<SharedSocket>>,
+    request: Request,
+    raw: RawUpgrade,
+) -> Response {
+    let ws = Upgrade::on_socket(&request, raw);
+    let response = open(
+        app,
+        peer,
+        socket,
+        request.headers(),
+        request.uri(),
+        PathPlayer::FromToken,
+        ws,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    super::refusals::note(app, PREFERRED, &response);
+    response
 }
 
 /// `GET /api/ws/{player_id}` and `/ws/{player_id}`: deprecated, same behaviour, and the path

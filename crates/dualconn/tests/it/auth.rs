@@ -1036,6 +1036,12 @@ async fn configured_origins_get_cors_and_websockets_and_others_do_not() {
     let token = server.token("x");
     let (status, _, body) = ws_refused(&server, ws_with_origin(&server, &token, EVIL)).await;
     assert_envelope("WS from evil", status, &body, 403, "authorization_error");
+    // A WebSocket refused to a listed origin carries its grant, as every route's answer does:
+    // with origins configured, `/api/ws` goes through the router's CORS layer too.
+    let (status, headers, body) =
+        ws_refused(&server, ws_with_origin(&server, "not-a-token", GAME)).await;
+    assert_envelope("WS bad token", status, &body, 401, "authentication_error");
+    assert_eq!(headers["access-control-allow-origin"], GAME);
     ws_opens(&server, ws_with_origin(&server, &token, GAME)).await;
     // Case and a trailing slash do not matter to an origin.
     ws_opens(

@@ -580,6 +580,8 @@ async fn the_binary_logs_one_line_per_refusal_and_never_the_token() {
     let line = bin.until(refused).await;
     let f = &line["fields"];
     assert_eq!(f["status"], 400);
+    assert_eq!(f["route"], "/api/ws");
+    assert_eq!(f["route_kind"], "stream");
     assert_eq!(f["transport"], "websocket");
     assert_eq!(f["player"], "monk");
 
