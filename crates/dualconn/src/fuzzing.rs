@@ -157,7 +157,7 @@ pub fn request_head(data: &[u8]) {
                     io,
                     None,
                     request,
-                    h.app.front().router,
+                    h.app.front().router.clone(),
                     peer,
                     Duration::ZERO,
                 )
@@ -244,7 +244,7 @@ impl Harness {
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
         req.extensions_mut().insert(SlowReaderWatch::default());
-        let router = self.app.front().router;
+        let router = self.app.front().router.clone();
         self.runtime.block_on(async {
             let res = router.oneshot(req).await.unwrap_or_else(|e| match e {});
             assert_ne!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -347,7 +347,7 @@ fn after_handshake(
         Box::pin(crate::http2::serve(
             stream,
             peer,
-            front.router,
+            front.router.clone(),
             shutdown,
             tracker,
             SSE_STALL_GRACE,
@@ -373,7 +373,15 @@ where
     };
     match first {
         Ok(Ok(First::Sse(request))) => {
-            sse_socket::serve(io, socket, request, front.router, peer, SSE_STALL_GRACE).await;
+            sse_socket::serve(
+                io,
+                socket,
+                request,
+                front.router.clone(),
+                peer,
+                SSE_STALL_GRACE,
+            )
+            .await;
         }
         // Boxed, as hyper's below: the router's future is over a kilobyte, and it is done once
         // the WebSocket's own task has the socket.
@@ -387,7 +395,7 @@ where
                 Prefixed::new(read, io),
                 socket,
                 peer,
-                front.router,
+                front.router.clone(),
                 shutdown,
             ))
             .await;
@@ -509,6 +517,7 @@ fn release_free_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Routes;
 
     /// Each first alarm a connection arms is at least a pace away, whichever is shortest.
     #[test]
@@ -549,10 +558,10 @@ mod tests {
         let task = serve_connection(
             stream,
             addr,
-            Front {
+            Front::from(Routes {
                 router: Router::new(),
                 direct: None,
-            },
+            }),
             CancellationToken::new(),
             None,
             TaskTracker::new(),
@@ -589,10 +598,10 @@ mod tests {
         let tls_task = serve_tls(
             stream,
             addr,
-            Front {
+            Front::from(Routes {
                 router: Router::new(),
                 direct: None,
-            },
+            }),
             token,
             tls,
             TaskTracker::new(),

@@ -41,7 +41,7 @@ pub async fn serve<I: Io>(
             if let Some(socket) = &socket {
                 extensions.insert(socket.clone());
             }
-            let Ok(response) = front.router.oneshot(*request).await;
+            let Ok(response) = front.router.clone().oneshot(*request).await;
             response
         }
     };

@@ -74,9 +74,12 @@ impl AppState {
     }
 }
 
-/// What a connection's requests are answered by.
+/// What a connection's requests are answered by. One pointer: every connection's task keeps
+/// it for its life.
 #[derive(Clone)]
-pub struct Front {
+pub struct Front(Arc<Routes>);
+
+pub struct Routes {
     /// Every route ([`router`]).
     pub router: Router,
     /// For `GET /api/ws` as a connection's first request, answered without the router
@@ -91,10 +94,23 @@ impl Front {
             AllowedOrigins::SameOrigin => Some(state.clone()),
             AllowedOrigins::Any | AllowedOrigins::List(_) => None,
         };
-        Front {
+        Front::from(Routes {
             router: router(state),
             direct,
-        }
+        })
+    }
+}
+
+impl From<Routes> for Front {
+    fn from(routes: Routes) -> Front {
+        Front(Arc::new(routes))
+    }
+}
+
+impl Deref for Front {
+    type Target = Routes;
+    fn deref(&self) -> &Routes {
+        &self.0
     }
 }
 
