@@ -153,15 +153,8 @@ pub fn request_head(data: &[u8]) {
         match first {
             First::Other(read) => assert!(data.starts_with(&read), "bytes were lost"),
             First::Sse(request) => {
-                crate::sse_socket::serve(
-                    io,
-                    None,
-                    request,
-                    h.app.front().router.clone(),
-                    peer,
-                    Duration::ZERO,
-                )
-                .await;
+                crate::sse_socket::serve(io, None, request, h.app.front(), peer, Duration::ZERO)
+                    .await;
             }
             First::WebSocket(request) => {
                 crate::ws_socket::serve(io, None, request, h.app.front(), peer).await;

@@ -373,15 +373,7 @@ where
     };
     match first {
         Ok(Ok(First::Sse(request))) => {
-            sse_socket::serve(
-                io,
-                socket,
-                request,
-                front.router.clone(),
-                peer,
-                SSE_STALL_GRACE,
-            )
-            .await;
+            sse_socket::serve(io, socket, request, front, peer, SSE_STALL_GRACE).await;
         }
         // Boxed, as hyper's below: the router's future is over a kilobyte, and it is done once
         // the WebSocket's own task has the socket.
@@ -614,7 +606,10 @@ mod tests {
             tokio::io::empty(),
             None,
             request,
-            Router::new(),
+            Front::from(Routes {
+                router: Router::new(),
+                direct: None,
+            }),
             addr,
             SSE_STALL_GRACE,
         );

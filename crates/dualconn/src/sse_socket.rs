@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode, Version, header};
@@ -17,9 +16,30 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::http::sse::SlowReaderWatch;
+use crate::http::Front;
+use crate::http::sse::{self, SlowReaderWatch};
 use crate::http1_head::{HEAD_READ, put_head, write_whole};
 use crate::shared_socket::{Framing, SharedSocket};
+
+/// The stream's response: without the router where `front` allows it, else routed.
+async fn respond(
+    front: Front,
+    request: Request<Body>,
+    peer: SocketAddr,
+    watch: SlowReaderWatch,
+) -> Response<Body> {
+    let mut request = match &front.direct {
+        Some(app) => match sse::on_socket(app, peer, request, watch.clone()).await {
+            Ok(response) => return response,
+            Err(request) => request,
+        },
+        None => request,
+    };
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request.extensions_mut().insert(watch);
+    let Ok(response) = front.router.clone().oneshot(request).await;
+    response
+}
 
 /// Answers an SSE request on `io`: the router decides, then the stream is written here until
 /// it ends, the client goes away, or its writes stall past `stall_grace`. With `socket`,
@@ -27,22 +47,20 @@ use crate::shared_socket::{Framing, SharedSocket};
 pub async fn serve<I>(
     mut io: I,
     socket: Option<Arc<SharedSocket>>,
-    mut request: Box<Request<Body>>,
-    router: Router,
+    request: Box<Request<Body>>,
+    front: Front,
     peer: SocketAddr,
     stall_grace: Duration,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let watch = SlowReaderWatch::default();
-    request.extensions_mut().insert(ConnectInfo(peer));
-    request.extensions_mut().insert(watch.clone());
     let http10 = request.version() == Version::HTTP_10;
     // Only what the stream needs stays in scope past this block: the task keeps everything in
     // scope at an await for as long as the stream lives. The router's future is boxed for the
     // same reason: it is over a kilobyte, and done long before the stream.
     let opened = {
-        let Ok(response) = Box::pin(router.oneshot(*request)).await;
+        let response = Box::pin(respond(front, *request, peer, watch.clone())).await;
         open_stream(response, http10)
     };
     let (mut out, mut body) = match opened {

@@ -66,11 +66,12 @@ pub async fn log(
     response
 }
 
-/// What `log` does for a route answered without the router (`ws::preferred_on_socket`), whose
-/// path names no player.
-pub fn note(app: &AppState, route: &'static str, response: &Response) {
+/// What `log` does for a route answered without the router (`ws::preferred_on_socket`,
+/// `sse::on_socket`), with the player its path names, if any.
+pub fn note(app: &AppState, route: &'static str, path_player: Option<&str>, response: &Response) {
     if is_refusal(response) {
-        record(app, Some(route), None, response);
+        let path_player = path_player.filter(|id| valid_player_id(id));
+        record(app, Some(route), path_player, response);
     }
 }
 

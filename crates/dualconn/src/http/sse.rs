@@ -71,6 +71,46 @@ pub async fn by_token(
     .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `GET /api/events`, and `GET /sse/{player_id}` with an id written without escapes, as the
+/// first request of a connection whose head `http1_head` read, answered without the router as
+/// `ws::preferred_on_socket` is: what `by_token` and `by_path` answer, counted and logged as
+/// the router's refusal layer would. Any other path is handed back for the router.
+pub async fn on_socket(
+    app: &AppState,
+    peer: SocketAddr,
+    request: Request,
+    watch: SlowReaderWatch,
+) -> Result<Response, Request> {
+    let path = request.uri().path();
+    let by_token = path == "/api/events";
+    // An id of the characters a player id may have needs no decoding, so it is what the
+    // router's `Path` would give; anything else (escapes, a further `/`, nothing) is the
+    // router's to decide.
+    let plain_id = path.strip_prefix("/sse/").filter(|id| {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
+    });
+    let (route, player) = match (by_token, plain_id) {
+        (true, _) => ("/api/events", PathPlayer::FromToken),
+        (false, Some(id)) => ("/sse/{player_id}", PathPlayer::Path(Some(id))),
+        (false, None) => return Err(request),
+    };
+    let response = open(
+        app,
+        peer,
+        request.headers(),
+        request.uri(),
+        player,
+        Some(Extension(watch)),
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    super::refusals::note(app, route, plain_id, &response);
+    Ok(response)
+}
+
 async fn open(
     app: &AppState,
     peer: SocketAddr,

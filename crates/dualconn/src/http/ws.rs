@@ -84,7 +84,7 @@ pub async fn preferred_on_socket(
     )
     .await
     .unwrap_or_else(IntoResponse::into_response);
-    super::refusals::note(app, PREFERRED, &response);
+    super::refusals::note(app, PREFERRED, None, &response);
     response
 }
 

@@ -321,6 +321,11 @@ async fn a_player_is_403_on_another_players_resources_and_on_admin_routes() {
         assert_eq!(status, 200, "alice on {method} {path}: {body}");
     }
     sse_opens(&server, "/sse/alice", &alice).await;
+    // The path's id is decoded before it is compared, on the path answered without the router
+    // (an id as written) and on the one routed (an id with escapes) alike.
+    sse_opens(&server, "/sse/al%69ce", &alice).await;
+    let (status, body) = sse_refused(&server, "/sse/al%69ce%2F", &alice).await;
+    assert_envelope("alice/ on SSE", status, &body, 403, "authorization_error");
     ws_opens(
         &server,
         ws_request(&server, "/api/ws/alice", Some(&alice), Place::Subprotocol),
