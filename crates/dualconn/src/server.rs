@@ -488,7 +488,7 @@ async fn sweep(state: AppState, shutdown: CancellationToken) {
 /// one the driver last parked with. Every connection arms one as it opens (its first heartbeat
 /// or ping, or the head's timeout). With a timer always due at least as soon, a connect never
 /// pays for that wake, where about every other one did while connections came and went faster
-/// than any stayed (BENCHMARKS.md, "A timer due sooner than any connection's").
+/// than any stayed (BENCHMARKS.md, "A stream without the router, and a timer due sooner").
 fn timer_pace(config: &Config) -> Duration {
     HEAD_TIMEOUT
         .min(config.heartbeat_interval)

@@ -82,9 +82,9 @@ pub struct Front(Arc<Routes>);
 pub struct Routes {
     /// Every route ([`router`]).
     pub router: Router,
-    /// For `GET /api/ws` as a connection's first request, answered without the router
-    /// (`ws::preferred_on_socket`); absent when CORS is configured, whose headers only the
-    /// router's layer adds.
+    /// For a stream's request that opens a connection, answered without the router
+    /// (`ws::preferred_on_socket`, `sse::on_socket`); absent when CORS is configured, whose
+    /// headers only the router's layer adds.
     pub direct: Option<AppState>,
 }
 

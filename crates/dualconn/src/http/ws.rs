@@ -64,7 +64,7 @@ pub const PREFERRED: &str = "/api/ws";
 /// layer would. The router's other layers have nothing to do here, as such a request has no
 /// body, and `Front::direct` is absent where CORS would add headers. The router's layers and
 /// extractors were about a fifth of a WebSocket set-up's instructions (BENCHMARKS.md, "A
-/// WebSocket without the router").
+/// stream without the router, and a timer due sooner").
 pub async fn preferred_on_socket(
     app: &AppState,
     peer: SocketAddr,
