@@ -571,6 +571,17 @@ async fn the_binary_logs_one_line_per_refusal_and_never_the_token() {
     assert_eq!(f["route_kind"], "stream");
     assert_eq!(f["transport"], "sse");
     assert_eq!(f["player"], "monk", "the path's player");
+    // The same through the router (a deprecated path), whose refusal layer reads the player
+    // from the matched route's parameters.
+    assert_eq!(
+        get(bin.url(&format!("/api/events/monk?token={SECRETISH}"))).await,
+        401
+    );
+    let line = bin.until(refused).await;
+    let f = &line["fields"];
+    assert_eq!(f["route"], "/api/events/{player_id}");
+    assert_eq!(f["transport"], "sse");
+    assert_eq!(f["player"], "monk", "the routed path's player");
 
     // After authentication the token's player is named, on the WebSocket route too.
     let token = token_with(json!({"sub": "monk", "exp": now_secs() + 60}));
