@@ -326,6 +326,9 @@ async fn a_player_is_403_on_another_players_resources_and_on_admin_routes() {
     sse_opens(&server, "/sse/al%69ce", &alice).await;
     let (status, body) = sse_refused(&server, "/sse/al%69ce%2F", &alice).await;
     assert_envelope("alice/ on SSE", status, &body, 403, "authorization_error");
+    // No id is no route, on either path.
+    let (status, body) = sse_refused(&server, "/sse/", &alice).await;
+    assert_envelope("no id on SSE", status, &body, 404, "not_found_error");
     ws_opens(
         &server,
         ws_request(&server, "/api/ws/alice", Some(&alice), Place::Subprotocol),
