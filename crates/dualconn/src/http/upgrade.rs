@@ -230,7 +230,13 @@ mod tests {
     async fn a_handshake_is_answered_with_the_keys_digest_and_the_offered_subprotocol() {
         let mut with_bearer = HANDSHAKE.to_vec();
         with_bearer.push(("sec-websocket-protocol", "chat, bearer, tok.en"));
-        for (lines, bearer) in [(HANDSHAKE.to_vec(), false), (with_bearer, true)] {
+        let mut without_bearer = HANDSHAKE.to_vec();
+        without_bearer.push(("sec-websocket-protocol", "chat"));
+        for (lines, bearer) in [
+            (HANDSHAKE.to_vec(), false),
+            (with_bearer, true),
+            (without_bearer, false),
+        ] {
             let mut parts = parts(&lines);
             let upgrade = Upgrade::from_request_parts(&mut parts, &()).await.unwrap();
             let response = upgrade.accept(&TaskTracker::new(), |_| {});
