@@ -182,8 +182,8 @@ impl App {
         self.state.auth.mint(player, ttl, false)
     }
 
-    /// The router and its direct route, for the fuzz targets that send requests without
-    /// sockets.
+    /// The router and the routes answered without it, for the fuzz targets that send requests
+    /// without sockets.
     pub(crate) fn front(&self) -> Front {
         self.front.clone()
     }
