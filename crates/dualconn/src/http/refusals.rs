@@ -51,17 +51,14 @@ pub async fn log(
 ) -> Response {
     let response = next.run(request).await;
     if is_refusal(&response) {
-        // The path's player is only a claim, but it is what the operator searches for. Anything
-        // that is not a valid id is left out rather than written raw into the log.
-        let path_player = params.ok().and_then(|params| {
+        let path_player = params.as_ref().ok().and_then(|params| {
             params
                 .iter()
                 .find(|(name, _)| *name == "player_id")
-                .map(|(_, value)| value.to_owned())
-                .filter(|id| valid_player_id(id))
+                .map(|(_, value)| value)
         });
         let route = route.as_ref().map(MatchedPath::as_str);
-        record(&app, route, path_player.as_deref(), &response);
+        record(&app, route, path_player, &response);
     }
     response
 }
@@ -70,7 +67,6 @@ pub async fn log(
 /// `sse::on_socket`), with the player its path names, if any.
 pub fn note(app: &AppState, route: &'static str, path_player: Option<&str>, response: &Response) {
     if is_refusal(response) {
-        let path_player = path_player.filter(|id| valid_player_id(id));
         record(app, Some(route), path_player, response);
     }
 }
@@ -84,6 +80,9 @@ fn record(app: &AppState, route: Option<&str>, path_player: Option<&str>, respon
     let status = response.status();
     let refusal = response.extensions().get::<Refusal>();
     let error_type = refusal.map_or("unknown", |r| r.error_type);
+    // The path's player is only a claim, but it is what the operator searches for. Anything
+    // that is not a valid id is left out rather than written raw into the log.
+    let path_player = path_player.filter(|id| valid_player_id(id));
     let player = refusal.and_then(|r| r.player.as_deref()).or(path_player);
     let (route_kind, transport) = classify(route);
     app.metrics.count_refusal(error_type, status);

@@ -71,7 +71,7 @@ pub async fn by_token(
     .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `GET /api/events`, and `GET /sse/{player_id}` with an id written without escapes, as the
+/// `GET /api/events`, and `GET /sse/{player_id}` with a valid player id as written, as the
 /// first request of a connection whose head `http1_head` read, answered without the router as
 /// `ws::preferred_on_socket` is: what `by_token` and `by_path` answer, counted and logged as
 /// the router's refusal layer would. Any other path is handed back for the router.
@@ -83,15 +83,11 @@ pub async fn on_socket(
 ) -> Result<Response, Request> {
     let path = request.uri().path();
     let by_token = path == "/api/events";
-    // An id of the characters a player id may have needs no decoding, so it is what the
-    // router's `Path` would give; anything else (escapes, a further `/`, nothing) is the
-    // router's to decide.
-    let plain_id = path.strip_prefix("/sse/").filter(|id| {
-        !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
-    });
+    // A valid player id has no character that decodes, so it is what the router's `Path` would
+    // give; anything else (escapes, a further `/`, nothing) is the router's to decide.
+    let plain_id = path
+        .strip_prefix("/sse/")
+        .filter(|id| crate::auth::valid_player_id(id));
     let (route, player) = match (by_token, plain_id) {
         (true, _) => ("/api/events", PathPlayer::FromToken),
         (false, Some(id)) => ("/sse/{player_id}", PathPlayer::Path(Some(id))),
