@@ -279,8 +279,37 @@ impl App {
 async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
     #[cfg(target_os = "linux")]
-    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+    {
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        defer_accept(&listener, HEAD_TIMEOUT)?;
+    }
     Ok(listener)
+}
+
+/// Every client of ours speaks first (a request head, a TLS hello, HTTP/2's preface), so the
+/// kernel may hold a connection back from `accept` until its first bytes arrive. The first read
+/// then finds them, rather than an empty socket and a wait for the next wake-up; and a client
+/// that connects and says nothing costs the kernel a pending handshake, not a task of ours.
+#[cfg(target_os = "linux")]
+fn defer_accept(listener: &TcpListener, wait: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let seconds = libc::c_int::try_from(wait.as_secs()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor is the listener's, open for the call, and the option's value is
+    // a C int passed with its size.
+    let done = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// One TCP connection: plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 as ALPN chose.
@@ -510,6 +539,7 @@ fn release_free_memory() {
 mod tests {
     use super::*;
     use crate::http::Routes;
+    use tokio::io::AsyncWriteExt;
 
     /// Each first alarm a connection arms is at least a pace away, whichever is shortest.
     #[test]
@@ -533,11 +563,29 @@ mod tests {
     #[tokio::test]
     async fn accepted_connections_send_without_delay() {
         let listener = listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
+        client.write_all(b"GET").await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    /// A client that has connected but sent nothing waits in the kernel: `accept` hands over
+    /// the one behind it that has spoken, with its bytes there for the first read.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_connection_is_accepted_once_its_client_speaks() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut speaking = TcpStream::connect(addr).await.unwrap();
+        speaking.write_all(b"GET").await.unwrap();
+        let (accepted, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, speaking.local_addr().unwrap());
+        let mut first = [0u8; 3];
+        assert_eq!(accepted.try_read(&mut first).unwrap(), 3);
+        assert_eq!(&first, b"GET");
     }
 
     /// A plain connection's task holds its HTTP/1.1 state only, not room for TLS and HTTP/2
