@@ -6,7 +6,7 @@
 #   bash bench/syscalls.sh churn-ws        # the churn row: per connect (also churn-sse)
 #   bash bench/syscalls.sh fanout          # the 10k fan-out row: per delivery
 #   bash bench/syscalls.sh fanout-floor    # the same load against the raw TCP floor
-# SERVER names another dualconn binary. A fan-out's counts are taken over a window inside its
+# SERVER names another dualconn binary; CONCURRENCY the churn's connect loops (64). A fan-out's counts are taken over a window inside its
 # publishing (WINDOW seconds from DELAY), and divided by its deliveries per second times that
 # window.
 set -euo pipefail
@@ -38,7 +38,7 @@ case "$row" in
   churn-ws | churn-sse)
     perf stat -x, -e "$events" -p "$server" -o "$counts" &
     counting=$!
-    report=$(load churn --players 1000 --transport "${row#churn-}" --secs "${SECS:-4}" --concurrency 64)
+    report=$(load churn --players 1000 --transport "${row#churn-}" --secs "${SECS:-4}" --concurrency "${CONCURRENCY:-64}")
     kill -INT "$counting"; wait "$counting" || true
     per=$(node -e 'console.log(JSON.parse(process.argv[1]).connects)' "$report")
     unit=connect
