@@ -6,9 +6,9 @@
 #   bash bench/syscalls.sh churn-ws        # the churn row: per connect (also churn-sse)
 #   bash bench/syscalls.sh fanout          # the 10k fan-out row: per delivery
 #   bash bench/syscalls.sh fanout-floor    # the same load against the raw TCP floor
-# SERVER names another dualconn binary; CONCURRENCY the churn's connect loops (64). A fan-out's counts are taken over a window inside its
-# publishing (WINDOW seconds from DELAY), and divided by its deliveries per second times that
-# window.
+# SERVER names another dualconn binary; CONCURRENCY the churn's connect loops (64). A
+# fan-out's counts are taken over a window inside its publishing (WINDOW seconds from DELAY),
+# and divided by its deliveries per second times that window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 row=${1:?usage: bench/syscalls.sh churn-ws|churn-sse|fanout|fanout-floor}
