@@ -972,3 +972,34 @@ async fn a_declared_oversized_body_is_refused_before_it_is_sent() {
     .await;
     assert_eq!(status(&outcome), Some(413));
 }
+
+/// A client that begins a request head and stops (slowloris) is cut off once the head timeout
+/// of 10 s has passed, not before, with nothing written; the server serves others meanwhile
+/// and afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_stalls_is_closed_at_the_head_timeout() {
+    let server = Server::start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let began = tokio::time::Instant::now();
+    assert_still_serving(&server, "beside-a-stalled-head").await;
+    let mut answer = Vec::new();
+    // Its end of file, or a reset: either way the connection is closed.
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut answer))
+        .await
+        .expect("the stalled head was never cut off");
+    let waited = began.elapsed();
+    assert!(
+        answer.is_empty(),
+        "wrote {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        waited >= Duration::from_secs(9),
+        "cut off after {waited:?}, before the head timeout"
+    );
+    assert_still_serving(&server, "after-a-stalled-head").await;
+}
