@@ -17,10 +17,13 @@ const measures = {
   resume: ['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery],
 };
 
-// Shown beside it, without ratios: the user-space part of set-up, which loopback's accounting
-// of the client's receive does not move (BENCHMARKS.md, "Set-up: user space and the kernel").
+// Shown beside it: the user-space part of set-up, which loopback's accounting of the client's
+// receive does not move (BENCHMARKS.md, "Set-up: user space and the kernel"); and for the
+// spread, when the server had written its last socket (its answer to the publish, or the
+// floor's to its control line), which leaves out how fast the client reads.
 const beside = {
-  churn: ['user-space CPU-µs/conn', (r) => r.server_user_us_per_conn],
+  churn: [['user-space CPU-µs/conn', (r) => r.server_user_us_per_conn]],
+  spread: [['last write answered ms', (r) => (r.publish_rtt_max_us === undefined ? undefined : r.publish_rtt_max_us / 1000)]],
 };
 
 // row -> server -> values, in the order the rounds ran.
@@ -36,8 +39,10 @@ for (const r of rows) {
   const kind = r.row.split('-')[0];
   if (!measures[kind] || r.row.startsWith('rooms-') || r.row.startsWith('tls-')) continue;
   add(byRow, r, measures[kind][1](r));
-  const extra = beside[kind]?.[1](r);
-  if (extra !== undefined) add(besideByRow, r, extra);
+  for (const [figure, of] of beside[kind] ?? []) {
+    const extra = of(r);
+    if (extra !== undefined) add(besideByRow, { ...r, row: `${r.row}\t${figure}` }, extra);
+  }
 }
 
 console.log('| row | figure | server | per round | median |');
@@ -54,7 +59,16 @@ for (const [row, servers] of byRow) {
     const ratios = ours.map((v, i) => v / values[i]);
     console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
   }
-  for (const [server, values] of besideByRow.get(row) ?? []) {
-    console.log(`| ${row} | ${beside[row.split('-')[0]][0]} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
+  for (const [figure] of beside[row.split('-')[0]] ?? []) {
+    const byServer = besideByRow.get(`${row}\t${figure}`) ?? new Map();
+    for (const [server, values] of byServer) {
+      console.log(`| ${row} | ${figure} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
+    }
+    const ours = byServer.get('dualconn');
+    for (const [peer, values] of byServer) {
+      if (!ours || peer === 'dualconn' || values.length !== ours.length) continue;
+      const ratios = ours.map((v, i) => v / values[i]);
+      console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
+    }
   }
 }

@@ -1588,6 +1588,7 @@ async fn publish_floor(o: &Opts) -> Result<Published> {
         if Instant::now() >= until || (o.publishes > 0 && pb.publishes >= o.publishes) {
             break;
         }
+        let sent = Instant::now();
         control
             .write_all(format!("{}\n", now_ns()).as_bytes())
             .await?;
@@ -1604,6 +1605,9 @@ async fn publish_floor(o: &Opts) -> Result<Published> {
             }
         }
         let round: u64 = std::str::from_utf8(&buf)?.trim().parse()?;
+        // Answered once every socket has been written: comparable with a publish's answer.
+        pb.rtt
+            .saturating_record((sent.elapsed().as_micros() as u64).max(1));
         pb.publishes += 1;
         Expected::widen(&mut pb.global, round);
     }
