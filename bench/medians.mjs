@@ -26,49 +26,35 @@ const beside = {
   spread: [['last write answered ms', (r) => (r.publish_rtt_max_us === undefined ? undefined : r.publish_rtt_max_us / 1000)]],
 };
 
-// row -> server -> values, in the order the rounds ran.
-const byRow = new Map();
-const besideByRow = new Map();
-const add = (table, r, value) => {
-  if (!table.has(r.row)) table.set(r.row, new Map());
-  const servers = table.get(r.row);
-  if (!servers.has(r.label)) servers.set(r.label, []);
-  servers.get(r.label).push(value);
+// [row, figure] -> server -> values, in the order the rounds ran; the judged figure first.
+const figures = new Map();
+const add = (row, figure, server, value) => {
+  const key = `${row}\t${figure}`;
+  if (!figures.has(key)) figures.set(key, { row, figure, servers: new Map() });
+  const { servers } = figures.get(key);
+  if (!servers.has(server)) servers.set(server, []);
+  servers.get(server).push(value);
 };
 for (const r of rows) {
   const kind = r.row.split('-')[0];
   if (!measures[kind] || r.row.startsWith('rooms-') || r.row.startsWith('tls-')) continue;
-  add(byRow, r, measures[kind][1](r));
-  for (const [figure, of] of beside[kind] ?? []) {
-    const extra = of(r);
-    if (extra !== undefined) add(besideByRow, { ...r, row: `${r.row}\t${figure}` }, extra);
+  for (const [figure, of] of [measures[kind], ...(beside[kind] ?? [])]) {
+    const value = of(r);
+    if (value !== undefined) add(r.row, figure, r.label, value);
   }
 }
 
+// Each server's values and median, then dualconn's ratio to each peer within a round.
 console.log('| row | figure | server | per round | median |');
 console.log('|---|---|---|---|---|');
-for (const [row, servers] of byRow) {
-  const [figure] = measures[row.split('-')[0]];
+for (const { row, figure, servers } of figures.values()) {
   for (const [server, values] of servers) {
     console.log(`| ${row} | ${figure} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
   }
   const ours = servers.get('dualconn');
-  if (!ours) continue;
   for (const [peer, values] of servers) {
-    if (peer === 'dualconn' || values.length !== ours.length) continue;
+    if (!ours || peer === 'dualconn' || values.length !== ours.length) continue;
     const ratios = ours.map((v, i) => v / values[i]);
     console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
-  }
-  for (const [figure] of beside[row.split('-')[0]] ?? []) {
-    const byServer = besideByRow.get(`${row}\t${figure}`) ?? new Map();
-    for (const [server, values] of byServer) {
-      console.log(`| ${row} | ${figure} | ${server} | ${values.map((v) => fixed(v, 2)).join(' · ')} | ${fixed(median(values), 2)} |`);
-    }
-    const ours = byServer.get('dualconn');
-    for (const [peer, values] of byServer) {
-      if (!ours || peer === 'dualconn' || values.length !== ours.length) continue;
-      const ratios = ours.map((v, i) => v / values[i]);
-      console.log(`| ${row} | ${figure} | dualconn ÷ ${peer} | ${ratios.map((v) => fixed(v, 2)).join(' · ')} | **${fixed(median(ratios), 2)}** |`);
-    }
   }
 }

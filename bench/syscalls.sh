@@ -18,21 +18,20 @@ perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 \
 cargo build --release --locked -q -p dualconn -p dualconn-bench
 . bench/server-env.sh syscalls
 ulimit -n 20000
+counts=$(mktemp)
 if [ "$row" = fanout-floor ]; then
   taskset -c 0 target/release/tcp-floor --port "$port" >/dev/null 2>&1 &
 else
   DUALCONN_BIND="0.0.0.0:$port" taskset -c 0 "${SERVER:-target/release/dualconn}" serve >/dev/null 2>&1 &
 fi
 server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null || true; rm -f "$counts"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 events=raw_syscalls:sys_enter
 for call in accept4 recvfrom read sendto write writev epoll_wait epoll_ctl futex close; do
   events="$events,syscalls:sys_enter_$call"
 done
 events="$events,sched:sched_switch,irq:softirq_entry"
-counts=$(mktemp)
-trap 'kill "$server" 2>/dev/null || true; rm -f "$counts"' EXIT
 load() { taskset -c 1 target/release/dualconn-bench "$@" --port "$port" --cpu 1 --server-pid "$server" 2>/dev/null | tail -n 1; }
 case "$row" in
   churn-ws | churn-sse)

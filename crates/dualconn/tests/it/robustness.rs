@@ -973,6 +973,27 @@ async fn a_declared_oversized_body_is_refused_before_it_is_sent() {
     assert_eq!(status(&outcome), Some(413));
 }
 
+/// Waits up to `within` for the server to close `stream` (its end of file, or a reset: either
+/// way the connection is closed) and returns how long after `since` it did; the server must
+/// have written nothing on it.
+async fn closed_silently(
+    mut stream: TcpStream,
+    since: tokio::time::Instant,
+    within: Duration,
+) -> Duration {
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server never closed the connection");
+    let waited = since.elapsed();
+    assert!(
+        answer.is_empty(),
+        "wrote {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    waited
+}
+
 /// A client that begins a request head and stops (slowloris) is cut off once the head timeout
 /// of 10 s has passed, not before, with nothing written; the server serves others meanwhile
 /// and afterwards.
@@ -986,20 +1007,28 @@ async fn a_request_head_that_stalls_is_closed_at_the_head_timeout() {
         .unwrap();
     let began = tokio::time::Instant::now();
     assert_still_serving(&server, "beside-a-stalled-head").await;
-    let mut answer = Vec::new();
-    // Its end of file, or a reset: either way the connection is closed.
-    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut answer))
-        .await
-        .expect("the stalled head was never cut off");
-    let waited = began.elapsed();
-    assert!(
-        answer.is_empty(),
-        "wrote {:?}",
-        String::from_utf8_lossy(&answer)
-    );
+    let waited = closed_silently(stream, began, Duration::from_secs(15)).await;
     assert!(
         waited >= Duration::from_secs(9),
         "cut off after {waited:?}, before the head timeout"
     );
     assert_still_serving(&server, "after-a-stalled-head").await;
+}
+
+/// A client that connects and sends nothing: the kernel holds it back from `accept` until its
+/// wait runs out (Linux, `TCP_DEFER_ACCEPT`, about 15 s for the head timeout's 10), then the
+/// head timeout applies, so it is closed about 25 s after connecting, with nothing written.
+/// Ignored for its length: `cargo test -p dualconn --test it -- --ignored a_silent`.
+#[cfg(target_os = "linux")]
+#[ignore = "takes about 25 s"]
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_kernels_wait_and_the_head_timeout() {
+    let server = Server::start().await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let began = tokio::time::Instant::now();
+    let waited = closed_silently(stream, began, Duration::from_secs(40)).await;
+    assert!(
+        (Duration::from_secs(20)..Duration::from_secs(35)).contains(&waited),
+        "closed after {waited:?}"
+    );
 }
