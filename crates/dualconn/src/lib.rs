@@ -27,6 +27,7 @@ mod http2;
 pub mod hub;
 pub mod lifecycle;
 mod random;
+mod send_ring;
 mod server;
 mod shared_socket;
 mod sse_socket;

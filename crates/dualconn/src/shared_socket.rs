@@ -14,9 +14,10 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -24,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::hub::{DirectSocket, Frame, Sent};
+use crate::send_ring::SendBatch;
 use crate::sse_socket::{CHUNK_SIZE_LINE, chunk_size_line};
 
 /// Room for what goes before an event: the longer of a chunk's size line (18 bytes) and a
@@ -45,6 +47,11 @@ struct Turn {
     framing: Option<Framing>,
     /// The unwritten end of a frame a publisher began, or what must lead every frame (`lead`).
     rest: Option<Bytes>,
+    /// A broadcast's send to this socket is in a [`SendBatch`] not yet made: nobody else
+    /// writes until it ends (`end_batched`).
+    in_batch: bool,
+    /// The task, if it tried to write meanwhile: woken when the batched send ends.
+    waiting: Option<Waker>,
 }
 
 /// How a stream frames one event on the wire.
@@ -125,7 +132,7 @@ impl DirectSocket for SharedSocket {
         let Some(framing) = turn.framing else {
             return Sent::Nothing;
         };
-        if turn.task_writing {
+        if turn.task_writing || turn.in_batch {
             return Sent::Nothing;
         }
         SCRATCH.with_borrow_mut(|out| {
@@ -137,22 +144,7 @@ impl DirectSocket for SharedSocket {
             if let Some(lead) = &lead {
                 out.extend_from_slice(lead);
             }
-            let mut head = [0u8; HEAD_ROOM];
-            match framing {
-                Framing::WsText => {
-                    out.extend_from_slice(ws_text_head(frame.json.len(), &mut head));
-                    out.extend_from_slice(&frame.json);
-                }
-                Framing::SseRaw => crate::http::sse::encode(std::slice::from_ref(frame), out),
-                Framing::SseChunked => {
-                    let start = out.len();
-                    crate::http::sse::encode(std::slice::from_ref(frame), out);
-                    let size_line = chunk_size_line(out.len() - start, &mut head);
-                    out.extend_from_slice(size_line);
-                    out[start..].rotate_right(size_line.len());
-                    out.extend_from_slice(b"\r\n");
-                }
-            }
+            frame_into(framing, frame, out);
             // Straight to the descriptor, past tokio's readiness flag: reading that flag is a
             // cache miss per delivery, and a full socket answers `WouldBlock` just the same.
             // The task's own writes still go through tokio, which learns of a full socket
@@ -175,6 +167,67 @@ impl DirectSocket for SharedSocket {
             }
             sent
         })
+    }
+
+    fn begin_batched(&self, frame: &Frame, batch: &mut SendBatch) -> Option<usize> {
+        let mut turn = self.turn.lock();
+        let framing = turn.framing?;
+        if turn.task_writing || turn.in_batch {
+            return None;
+        }
+        turn.in_batch = true;
+        // What must lead goes in the same send; it stays in `rest` until the send is made.
+        let lead = turn.rest.as_ref();
+        Some(batch.add(self.tcp.as_raw_fd(), |out| {
+            if let Some(lead) = lead {
+                out.extend_from_slice(lead);
+            }
+            frame_into(framing, frame, out);
+        }))
+    }
+
+    fn end_batched(&self, batch: &SendBatch, place: usize) -> Sent {
+        let mut turn = self.turn.lock();
+        turn.in_batch = false;
+        let bytes = batch.bytes(place);
+        let sent = match batch.result(place) {
+            Ok(n) if n == bytes.len() => {
+                turn.rest = None;
+                Sent::All
+            }
+            Ok(n) => {
+                turn.rest = Some(Bytes::copy_from_slice(&bytes[n..]));
+                Sent::Part
+            }
+            // As in `try_send`: what had to lead is still in front of whatever comes next.
+            Err(_) => Sent::Nothing,
+        };
+        let waiting = turn.waiting.take();
+        drop(turn);
+        if let Some(task) = waiting {
+            task.wake();
+        }
+        sent
+    }
+}
+
+/// Appends `frame` as one event of the stream's transport.
+fn frame_into(framing: Framing, frame: &Frame, out: &mut BytesMut) {
+    let mut head = [0u8; HEAD_ROOM];
+    match framing {
+        Framing::WsText => {
+            out.extend_from_slice(ws_text_head(frame.json.len(), &mut head));
+            out.extend_from_slice(&frame.json);
+        }
+        Framing::SseRaw => crate::http::sse::encode(std::slice::from_ref(frame), out),
+        Framing::SseChunked => {
+            let start = out.len();
+            crate::http::sse::encode(std::slice::from_ref(frame), out);
+            let size_line = chunk_size_line(out.len() - start, &mut head);
+            out.extend_from_slice(size_line);
+            out[start..].rotate_right(size_line.len());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -227,6 +280,7 @@ impl AsyncWrite for SharedTcp {
     ) -> Poll<io::Result<usize>> {
         let socket = &self.0;
         let mut turn = socket.turn.lock();
+        ready!(wait_for_batch(&mut turn, cx));
         // Held from the first byte to the flush, so no publisher's frame lands inside ours.
         turn.task_writing = true;
         ready!(socket.finish_rest(&mut turn, cx))?;
@@ -242,6 +296,7 @@ impl AsyncWrite for SharedTcp {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let socket = &self.0;
         let mut turn = socket.turn.lock();
+        ready!(wait_for_batch(&mut turn, cx));
         ready!(socket.finish_rest(&mut turn, cx))?;
         // Everything the task began is written: publishers may write whole frames again.
         turn.task_writing = false;
@@ -254,6 +309,16 @@ impl AsyncWrite for SharedTcp {
         // little longer.
         Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(Shutdown::Write))
     }
+}
+
+/// Pending while a broadcast's batched send to the socket is not made yet (a millisecond or
+/// two at most): the task's bytes must not go before or inside it.
+fn wait_for_batch(turn: &mut Turn, cx: &mut Context<'_>) -> Poll<()> {
+    if turn.in_batch {
+        turn.waiting = Some(cx.waker().clone());
+        return Poll::Pending;
+    }
+    Poll::Ready(())
 }
 
 /// A connection's socket as its task takes it.
@@ -451,6 +516,54 @@ mod tests {
             client.read_to_end(&mut wire).await.unwrap();
             assert_eq!(wire, expected, "{framing:?}");
         }
+    }
+
+    /// A broadcast's batched send carries what must lead, and the task's own bytes wait for
+    /// it: they go after it on the wire, and the task is woken once it is made.
+    #[tokio::test]
+    async fn the_tasks_bytes_wait_for_a_batched_send_and_go_after_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if !crate::send_ring::tests::io_uring_allowed() {
+            eprintln!("io_uring is disabled on this machine: nothing to test");
+            return;
+        }
+        let (mut shared, mut client) = pair().await;
+        let socket = shared.socket();
+        socket.lead(Bytes::from_static(b"101 "));
+        let direct = socket.direct(Framing::WsText);
+        let place = crate::send_ring::with_batch(|batch| {
+            let batch = batch.expect("a ring where io_uring is allowed");
+            batch.clear();
+            direct.begin_batched(&frame(3, b'x'), batch)
+        })
+        .expect("an idle socket joins a batch");
+        assert_eq!(
+            direct.try_send(&frame(1, b'y')),
+            Sent::Nothing,
+            "nobody else writes while the send waits in the batch"
+        );
+        let task = tokio::spawn(async move {
+            shared.write_all(b"own").await.unwrap();
+            shared.flush().await.unwrap();
+            shared
+        });
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished(), "the task waits for the batched send");
+        crate::send_ring::with_batch(|batch| {
+            let batch = batch.expect("the same thread's ring");
+            batch.send();
+            assert_eq!(direct.end_batched(batch, place), Sent::All);
+            batch.clear();
+        });
+        let shared = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the task is woken when the batched send is made")
+            .unwrap();
+        let expected = b"101 \x81\x03xxxown";
+        let mut wire = vec![0u8; expected.len()];
+        client.read_exact(&mut wire).await.unwrap();
+        assert_eq!(wire, expected);
+        drop(shared);
     }
 
     #[tokio::test]

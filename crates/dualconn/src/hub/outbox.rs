@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use super::CloseReason;
 use super::budget::Budget;
+use crate::send_ring::SendBatch;
 
 /// One event's bytes on its way to a socket.
 #[derive(Clone, Debug)]
@@ -55,6 +56,19 @@ pub enum Pushed {
 pub trait DirectSocket: Send + Sync {
     /// Frames `frame` as the transport would and writes it with one non-blocking call.
     fn try_send(&self, frame: &Frame) -> Sent;
+
+    /// Frames `frame` into `batch`, for a send made together with other sockets', and keeps
+    /// everyone else off the socket until [`DirectSocket::end_batched`]. Returns the send's
+    /// place in the batch, or `None` when this socket cannot join one now.
+    fn begin_batched(&self, _frame: &Frame, _batch: &mut SendBatch) -> Option<usize> {
+        None
+    }
+
+    /// Ends the send begun at `place`, once `batch` has made it (or failed to), and gives
+    /// the socket back.
+    fn end_batched(&self, _batch: &SendBatch, _place: usize) -> Sent {
+        Sent::Nothing
+    }
 }
 
 /// What one non-blocking write of a frame did.
@@ -99,11 +113,16 @@ impl State {
             .direct
             .as_ref()
             .map_or(Sent::Nothing, |direct| direct.try_send(frame));
+        self.took(sent);
+        sent
+    }
+
+    /// Notes what a direct write left: the end of a frame the writer must flush first.
+    fn took(&mut self, sent: Sent) {
         if sent == Sent::Part {
             self.flush = true;
             self.busy = true;
         }
-        sent
     }
 }
 
@@ -209,20 +228,65 @@ impl Outbox {
     /// (in part included, which counts as delivered as in `push`).
     pub(super) fn write_deferred(&self, frame: &Frame) -> bool {
         let mut state = self.state.lock();
-        state.reserved = false;
-        // Whatever was queued meanwhile came after it, and the writer took none of it.
-        if state.close.is_none() && !state.busy {
-            let sent = state.send_direct(frame);
-            if sent != Sent::Nothing {
-                let wake = !state.frames.is_empty() || state.flush;
-                drop(state);
-                if wake {
-                    self.wake.notify_one();
-                }
-                return true;
-            }
+        let sent = if state.close.is_none() && !state.busy {
+            state.send_direct(frame)
+        } else {
+            Sent::Nothing
+        };
+        self.give_turn_back(state, frame, sent)
+    }
+
+    /// As [`Outbox::write_deferred`], except that the frame joins `batch`, whose sends are
+    /// made together, if the connection is idle and its socket can join; the turn stays held
+    /// until [`Outbox::end_batched`]. `None`: write it with `write_deferred` instead.
+    pub(super) fn begin_batched(
+        &self,
+        frame: &Frame,
+        batch: &mut SendBatch,
+    ) -> Option<(Arc<dyn DirectSocket>, usize)> {
+        let state = self.state.lock();
+        if state.close.is_some() || state.busy {
+            return None;
         }
-        // Older than anything queued behind the turn it held.
+        let direct = state.direct.as_ref()?;
+        let place = direct.begin_batched(frame, batch)?;
+        // Kept until the send is made: the socket must not close under it.
+        Some((direct.clone(), place))
+    }
+
+    /// Ends what [`Outbox::begin_batched`] began, once `batch` has made its sends, and gives
+    /// the turn back as [`Outbox::write_deferred`] does, with the same answer.
+    pub(super) fn end_batched(
+        &self,
+        frame: &Frame,
+        direct: &dyn DirectSocket,
+        batch: &SendBatch,
+        place: usize,
+    ) -> bool {
+        let sent = direct.end_batched(batch, place);
+        let mut state = self.state.lock();
+        state.took(sent);
+        self.give_turn_back(state, frame, sent)
+    }
+
+    /// Ends the turn a broadcast held, after its frame was `sent` (or not: then it is queued,
+    /// older than anything queued behind the turn).
+    fn give_turn_back(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State>,
+        frame: &Frame,
+        sent: Sent,
+    ) -> bool {
+        state.reserved = false;
+        if sent != Sent::Nothing {
+            // Whatever was queued meanwhile came after it, and the writer took none of it.
+            let wake = !state.frames.is_empty() || state.flush;
+            drop(state);
+            if wake {
+                self.wake.notify_one();
+            }
+            return true;
+        }
         state.bytes += frame.json.len();
         self.budget.queued(frame.json.len());
         state.frames.push_front(frame.clone());

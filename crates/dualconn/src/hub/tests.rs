@@ -753,3 +753,81 @@ async fn a_held_frame_dropped_unwritten_is_written_and_the_turn_given_back() {
         "the turn is free again"
     );
 }
+
+/// Where the thread has an io_uring, a broadcast hands the idle sockets' sends to the kernel
+/// together: each client reads its own event, and a socket that is full gets its event queued
+/// for its writer instead, so nothing is lost and nobody waits for it.
+#[tokio::test]
+async fn a_batched_broadcast_reaches_every_socket_and_queues_for_a_full_one() {
+    use crate::shared_socket::{Framing, SharedTcp};
+    use tokio::io::AsyncReadExt;
+    if !crate::send_ring::tests::io_uring_allowed() {
+        eprintln!("io_uring is disabled on this machine: nothing to test");
+        return;
+    }
+    let hub = Hub::new(config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (mut conns, mut clients, mut sockets) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3 {
+        let p: PlayerId = format!("ring-{i}").into();
+        let conn = hub
+            .connect(join(&p, ConnKind::WebSocket, None))
+            .await
+            .unwrap();
+        drain(&conn).await;
+        conn.outbox.written();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let accepted = accepted.unwrap().0;
+        if i == 0 {
+            // This client never reads: its socket is full before the broadcast.
+            let chunk = vec![b'f'; 64 * 1024];
+            while accepted.try_write(&chunk).is_ok() {}
+        }
+        let shared = SharedTcp::new(accepted);
+        conn.outbox.attach(shared.socket().direct(Framing::WsText));
+        conns.push(conn);
+        clients.push(client.unwrap());
+        sockets.push(shared);
+    }
+    let d = data();
+    let event = Event {
+        event_type: "chat",
+        room_id: None,
+        data: &d,
+    };
+    let before = hub.counters.totals();
+    hub.broadcast(&event).await.unwrap();
+    let after = hub.counters.totals();
+    assert_eq!(
+        after.deliveries_ok - before.deliveries_ok,
+        2,
+        "the two sockets with room took their event at once"
+    );
+    for (i, client) in clients.iter_mut().enumerate().skip(1) {
+        let mut wire = Vec::new();
+        let id = format!("\"ring-{i}\"");
+        while !String::from_utf8_lossy(&wire).contains(&id) {
+            let mut buf = [0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .expect("the event arrives")
+                .unwrap();
+            assert_ne!(n, 0, "the socket stays open");
+            wire.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(wire[0], 0x81, "one WebSocket text frame");
+        assert_eq!(String::from_utf8_lossy(&wire).matches(&id).count(), 1);
+    }
+    let (queued, close) = drain(&conns[0]).await;
+    assert_eq!(close, None);
+    assert_eq!(
+        queued
+            .iter()
+            .map(|e| (e["event_type"].as_str(), e["player_id"].as_str()))
+            .collect::<Vec<_>>(),
+        [(Some("chat"), Some("ring-0"))],
+        "the full socket's event waits in its queue"
+    );
+}
