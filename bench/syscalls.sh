@@ -28,7 +28,7 @@ server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -f "$counts"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 events=raw_syscalls:sys_enter
-for call in accept4 recvfrom read sendto write writev epoll_wait epoll_ctl futex close; do
+for call in accept4 recvfrom read sendto write writev io_uring_enter epoll_wait epoll_ctl futex close; do
   events="$events,syscalls:sys_enter_$call"
 done
 events="$events,sched:sched_switch,irq:softirq_entry"
