@@ -23,12 +23,14 @@ use bytes::BytesMut;
 /// hundred sends take a millisecond or two.
 pub const SENDS_PER_CALL: usize = 256;
 
-/// Frame bytes gathered per call at most, so a broadcast of large events does not hold
-/// hundreds of copies of them at once.
-const BYTES_PER_CALL: usize = 256 * 1024;
+/// Frame bytes gathered per call (the call that passes it is the last to add), so a
+/// broadcast of large events does not hold hundreds of copies of them at once.
+const BYTES_PER_CALL: usize = 128 * 1024;
 
-/// A buffer larger than this, left by large events, is given back after the call.
-const BYTES_KEPT: usize = 64 * 1024;
+/// A buffer larger than this, left by a call of very large events, is given back after it.
+/// Room for any call of events under `BYTES_PER_CALL`, so the usual one is never given back
+/// and grown again call after call.
+const BYTES_KEPT: usize = 2 * BYTES_PER_CALL;
 
 /// The sends of one call: each socket's frame, framed into one shared buffer.
 pub struct SendBatch {

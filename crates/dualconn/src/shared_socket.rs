@@ -566,6 +566,44 @@ mod tests {
         drop(shared);
     }
 
+    /// A batched send the socket takes only in part keeps its end, which the task's flush
+    /// writes before anything else: the client reads the whole frame.
+    #[tokio::test]
+    async fn the_end_of_a_batched_send_the_socket_took_in_part_is_written_by_the_task() {
+        use tokio::io::AsyncWriteExt;
+        if !crate::send_ring::tests::io_uring_allowed() {
+            eprintln!("io_uring is disabled on this machine: nothing to test");
+            return;
+        }
+        let (mut shared, client) = pair().await;
+        let direct = shared.socket().direct(Framing::SseRaw);
+        // Larger than any loopback socket's buffers: the client has read nothing yet.
+        let big = frame(16 * 1024 * 1024, b'b');
+        let sent = crate::send_ring::with_batch(|batch| {
+            let batch = batch.expect("a ring where io_uring is allowed");
+            batch.clear();
+            let place = direct.begin_batched(&big, batch).expect("an idle socket");
+            batch.send();
+            let sent = direct.end_batched(batch, place);
+            batch.clear();
+            sent
+        });
+        assert_eq!(sent, Sent::Part);
+        let reader = read_to_end(client);
+        shared.write_all(b"data: own\n\n").await.unwrap();
+        shared.shutdown().await.unwrap();
+        drop((shared, direct));
+        let wire = reader.await.unwrap();
+        let mut expected = sse_events([(16 * 1024 * 1024, b'b')]);
+        expected.extend_from_slice(b"data: own\n\n");
+        assert!(
+            wire == expected,
+            "{} bytes, expected {}",
+            wire.len(),
+            expected.len()
+        );
+    }
+
     #[tokio::test]
     async fn while_the_task_is_writing_publishers_keep_off_the_socket() {
         use tokio::io::AsyncWriteExt;
