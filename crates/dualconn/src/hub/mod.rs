@@ -804,17 +804,51 @@ impl Hub {
                 }
             }
         }
+        self.write_held(held);
+        out
+    }
+
+    /// Makes a broadcast's held writes, counting each the socket took as delivered.
+    fn write_held(&self, held: HeldWrites) {
         held.write(|conn| {
             self.counters.deliveries_ok.fetch_add(1, Ordering::Relaxed);
             conn.wrote_directly();
         });
-        out
     }
 
     /// Cluster: queues a frame the backplane numbered on this node's connections of the
     /// player. A number that skips past the last one delivered means a notification was lost:
     /// the frame is parked and [`Delivered::Gap`] asks the caller to fill in from history.
+    /// (The listener delivers through [`Hub::deliver_all`].)
+    #[cfg(test)]
     pub(crate) fn deliver(&self, player_id: &str, frame: Frame) -> Delivered {
+        self.deliver_or_hold(player_id, frame, None)
+    }
+
+    /// Cluster: [`Hub::deliver`] for each player of one notification (a broadcast's chunk, or
+    /// a publish to several players), with the idle connections' writes held and made
+    /// together once all are numbered, as a local broadcast's are (`held`). `gap` hears of
+    /// each [`Delivered::Gap`].
+    pub(crate) fn deliver_all<'a>(
+        &self,
+        frames: impl IntoIterator<Item = (&'a str, Frame)>,
+        mut gap: impl FnMut(&'a str, u64),
+    ) {
+        let mut held = HeldWrites::default();
+        for (player_id, frame) in frames {
+            if let Delivered::Gap(after) = self.deliver_or_hold(player_id, frame, Some(&mut held)) {
+                gap(player_id, after);
+            }
+        }
+        self.write_held(held);
+    }
+
+    fn deliver_or_hold(
+        &self,
+        player_id: &str,
+        frame: Frame,
+        held: Option<&mut HeldWrites>,
+    ) -> Delivered {
         let mut shard = self.shard(player_id).lock();
         let Some(player) = shard.get_mut(player_id) else {
             return Delivered::NotHere;
@@ -839,7 +873,7 @@ impl Hub {
         }
         player.last_seq = player.last_seq.max(seq);
         player.last_active = Instant::now();
-        self.fan_out(player, &frame, None);
+        self.fan_out(player, &frame, held);
         Delivered::Done
     }
 

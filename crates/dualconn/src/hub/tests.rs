@@ -385,6 +385,49 @@ async fn a_delivered_number_that_skips_one_asks_for_history_and_consecutive_ones
     assert_eq!(hub.deliver("nobody", frame(1)), Delivered::NotHere);
 }
 
+/// Cluster: one notification's players are numbered, then their idle connections written
+/// together, each once and in the order the connections opened; a player whose number skips
+/// one is reported as a gap, and its frame waits for history.
+#[tokio::test]
+async fn a_notifications_players_are_written_together_and_gaps_reported() {
+    let hub = Hub::new(config());
+    let socket = Arc::new(FakeSocket::default());
+    let players: Vec<PlayerId> = ["n-a", "n-b", "n-c"].map(PlayerId::from).to_vec();
+    for p in &players {
+        let conn = hub
+            .connect(join(p, ConnKind::WebSocket, None))
+            .await
+            .unwrap();
+        drain(&conn).await;
+        conn.outbox.written();
+        conn.outbox.attach(socket.clone());
+    }
+    let tagged = |p: &PlayerId, seq: u64| Frame {
+        seq: Some(seq),
+        json: bytes::Bytes::from(format!("[{p} {seq}]")),
+    };
+    hub.deliver_all(players.iter().map(|p| (&**p, tagged(p, 1))), |_, _| {
+        panic!("no gap")
+    });
+    let before = hub.counters.totals();
+    let mut gaps = Vec::new();
+    // Written in opening order, whatever order the notification lists them in.
+    let listed = [(&players[2], 2), (&players[0], 2), (&players[1], 3)];
+    hub.deliver_all(
+        listed.iter().map(|(p, seq)| (&***p, tagged(p, *seq))),
+        |p, after| gaps.push((p.to_owned(), after)),
+    );
+    assert_eq!(gaps, [("n-b".to_owned(), 1)], "n-b's 2 was lost");
+    assert_eq!(
+        hub.counters.totals().deliveries_ok - before.deliveries_ok,
+        2
+    );
+    assert_eq!(
+        String::from_utf8(socket.wire.lock().clone()).unwrap(),
+        "[n-a 1][n-b 1][n-c 1][n-a 2][n-c 2]"
+    );
+}
+
 /// Cluster catch-up after the subscription came back: each player with a connection here is
 /// listed once, with the last number it was given; a player without one, or one already
 /// waiting for history, is not read again.

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::report::NodeReport;
 use super::{HEARTBEAT_EVERY, NODE_TTL, RESPONSE_TIMEOUT, RedisBackplane, parse_entries};
-use crate::hub::{Delivered, Frame, Hub, PlayerId};
+use crate::hub::{Frame, Hub, PlayerId};
 use crate::lifecycle::Notice;
 use crate::wire::EventTemplate;
 
@@ -352,21 +352,21 @@ fn handle(hub: &Hub, payload: &[u8], gaps: &mpsc::UnboundedSender<(PlayerId, u64
                 head: head.to_owned(),
                 tail: tail.to_owned(),
             };
-            for line in rest.lines() {
-                let Some((player, seq)) = line.split_once(' ') else {
-                    continue;
-                };
-                let Ok(seq) = seq.parse::<u64>() else {
-                    continue;
-                };
-                let frame = Frame {
-                    seq: Some(seq),
-                    json: template.fill(seq, player),
-                };
-                if let Delivered::Gap(after) = hub.deliver(player, frame) {
-                    let _ = gaps.send((PlayerId::from(player), after));
-                }
-            }
+            let frames = rest.lines().filter_map(|line| {
+                let (player, seq) = line.split_once(' ')?;
+                let seq = seq.parse::<u64>().ok()?;
+                let json = template.fill(seq, player);
+                Some((
+                    player,
+                    Frame {
+                        seq: Some(seq),
+                        json,
+                    },
+                ))
+            });
+            hub.deliver_all(frames, |player, after| {
+                let _ = gaps.send((PlayerId::from(player), after));
+            });
         }
         Some(b'T') => {
             let mut parts = text[1..].split_whitespace();
