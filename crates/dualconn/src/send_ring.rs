@@ -19,8 +19,8 @@ use std::os::fd::RawFd;
 use bytes::BytesMut;
 
 /// Sends handed to the kernel per system call at most. The sockets in a call stay reserved
-/// until it returns (their connections' own writes wait), so this bounds that wait too: a few
-/// hundred sends take a millisecond or two.
+/// until it returns (their connections' own writes wait), so this bounds that wait too: the
+/// kernel's time for this many sends.
 pub const SENDS_PER_CALL: usize = 256;
 
 /// Frame bytes gathered per call (the call that passes it is the last to add), so a
@@ -41,8 +41,9 @@ pub struct SendBatch {
     out: BytesMut,
     /// Each send's socket and its bytes in `out`.
     sends: Vec<(RawFd, Range<usize>)>,
-    /// Each send's outcome, by its place in `sends`, once the call returned.
-    results: Vec<io::Result<usize>>,
+    /// Each send's outcome as the kernel gave it (bytes taken, or a negated `errno`), by its
+    /// place in `sends`, once the call returned.
+    results: Vec<i32>,
     /// The ring stopped taking sends: its queue may hold some the kernel never took, so it is
     /// never submitted again.
     broken: bool,
@@ -141,8 +142,7 @@ impl SendBatch {
     /// socket). Before [`SendBatch::send`], or for a place it never made, an error.
     pub fn result(&self, place: usize) -> io::Result<usize> {
         match self.results.get(place) {
-            Some(Ok(n)) => Ok(*n),
-            Some(Err(e)) => Err(io::Error::from(e.kind())),
+            Some(&n) => usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(-n)),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -153,8 +153,8 @@ impl SendBatch {
     pub fn send(&mut self) {
         use io_uring::{opcode, types};
         self.results.clear();
-        self.results
-            .resize_with(self.sends.len(), || Err(io::ErrorKind::NotConnected.into()));
+        // A send whose completion is never seen reads as not made.
+        self.results.resize(self.sends.len(), -libc::ENOTCONN);
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let mut queue = self.ring.submission();
         for (place, (fd, range)) in self.sends.iter().enumerate() {
@@ -179,19 +179,14 @@ impl SendBatch {
                 Err(e) if retry(&e) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "io_uring stopped taking sends");
-                    // The sends not seen to complete count as not made.
                     self.broken = true;
                     return;
                 }
             }
             for completion in self.ring.completion() {
                 done += 1;
-                let result = completion.result();
                 if let Some(slot) = self.results.get_mut(completion.user_data() as usize) {
-                    *slot = match usize::try_from(result) {
-                        Ok(n) => Ok(n),
-                        Err(_) => Err(io::Error::from_raw_os_error(-result)),
-                    };
+                    *slot = completion.result();
                 }
             }
         }

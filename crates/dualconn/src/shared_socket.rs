@@ -140,28 +140,12 @@ impl DirectSocket for SharedSocket {
             // are copied together: a few hundred bytes copied cost less than `writev`'s
             // extra file-layer work per call (BENCHMARKS.md, "One send per direct write").
             out.clear();
-            let lead = turn.rest.take();
-            if let Some(lead) = &lead {
-                out.extend_from_slice(lead);
-            }
-            frame_into(framing, frame, out);
+            frame_after_lead(&turn, framing, frame, out);
             // Straight to the descriptor, past tokio's readiness flag: reading that flag is a
             // cache miss per delivery, and a full socket answers `WouldBlock` just the same.
             // The task's own writes still go through tokio, which learns of a full socket
             // from its own attempt, so no readiness event is missed.
-            let sent = match socket2::SockRef::from(&self.tcp).send(out) {
-                Ok(n) if n == out.len() => Sent::All,
-                Ok(n) => {
-                    turn.rest = Some(Bytes::copy_from_slice(&out[n..]));
-                    Sent::Part
-                }
-                // Full, or failed: the task meets the same error on its next write and ends.
-                // What had to lead stays in front of whatever is written next.
-                Err(_) => {
-                    turn.rest = lead;
-                    Sent::Nothing
-                }
-            };
+            let sent = after_send(&mut turn, out, socket2::SockRef::from(&self.tcp).send(out));
             if out.capacity() > SCRATCH_KEPT {
                 *out = BytesMut::new();
             }
@@ -176,38 +160,48 @@ impl DirectSocket for SharedSocket {
             return None;
         }
         turn.in_batch = true;
-        // What must lead goes in the same send; it stays in `rest` until the send is made.
-        let lead = turn.rest.as_ref();
         Some(batch.add(self.tcp.as_raw_fd(), |out| {
-            if let Some(lead) = lead {
-                out.extend_from_slice(lead);
-            }
-            frame_into(framing, frame, out);
+            frame_after_lead(&turn, framing, frame, out)
         }))
     }
 
     fn end_batched(&self, batch: &SendBatch, place: usize) -> Sent {
         let mut turn = self.turn.lock();
         turn.in_batch = false;
-        let bytes = batch.bytes(place);
-        let sent = match batch.result(place) {
-            Ok(n) if n == bytes.len() => {
-                turn.rest = None;
-                Sent::All
-            }
-            Ok(n) => {
-                turn.rest = Some(Bytes::copy_from_slice(&bytes[n..]));
-                Sent::Part
-            }
-            // As in `try_send`: what had to lead is still in front of whatever comes next.
-            Err(_) => Sent::Nothing,
-        };
+        let sent = after_send(&mut turn, batch.bytes(place), batch.result(place));
         let waiting = turn.waiting.take();
         drop(turn);
         if let Some(task) = waiting {
             task.wake();
         }
         sent
+    }
+}
+
+/// Appends what must lead (it stays in `rest` until a send takes it), then `frame`: both
+/// leave in one send.
+fn frame_after_lead(turn: &Turn, framing: Framing, frame: &Frame, out: &mut BytesMut) {
+    if let Some(lead) = &turn.rest {
+        out.extend_from_slice(lead);
+    }
+    frame_into(framing, frame, out);
+}
+
+/// Notes in `turn` what one send of `bytes` (`frame_after_lead`'s) did: all of it is gone,
+/// or its unwritten end is kept to go first next time.
+fn after_send(turn: &mut Turn, bytes: &[u8], result: io::Result<usize>) -> Sent {
+    match result {
+        Ok(n) if n >= bytes.len() => {
+            turn.rest = None;
+            Sent::All
+        }
+        Ok(n) => {
+            turn.rest = Some(Bytes::copy_from_slice(&bytes[n..]));
+            Sent::Part
+        }
+        // Full, or failed (the task meets the same error on its next write and ends): what
+        // had to lead is still in `rest`, in front of whatever is written next.
+        Err(_) => Sent::Nothing,
     }
 }
 
@@ -311,8 +305,8 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// Pending while a broadcast's batched send to the socket is not made yet (a millisecond or
-/// two at most): the task's bytes must not go before or inside it.
+/// Pending while a broadcast's batched send to the socket is not made yet (until the io_uring
+/// call that makes it returns): the task's bytes must not go before or inside it.
 fn wait_for_batch(turn: &mut Turn, cx: &mut Context<'_>) -> Poll<()> {
     if turn.in_batch {
         turn.waiting = Some(cx.waker().clone());
@@ -398,6 +392,29 @@ mod tests {
         })
     }
 
+    /// The task writes an event of its own and ends the stream: the client reads `before`,
+    /// whole, then that event.
+    async fn own_event_follows(
+        mut shared: SharedTcp,
+        direct: Arc<dyn DirectSocket>,
+        client: TcpStream,
+        mut before: Vec<u8>,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let reader = read_to_end(client);
+        shared.write_all(b"data: own\n\n").await.unwrap();
+        shared.shutdown().await.unwrap();
+        drop((shared, direct));
+        let wire = reader.await.unwrap();
+        before.extend_from_slice(b"data: own\n\n");
+        assert!(
+            wire == before,
+            "{} bytes, expected {}",
+            wire.len(),
+            before.len()
+        );
+    }
+
     /// The raw SSE bytes of `frame(len, byte)` events, one after another.
     fn sse_events(events: impl IntoIterator<Item = (usize, u8)>) -> Vec<u8> {
         let mut out = Vec::new();
@@ -411,8 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_task_writes_the_end_of_a_publishers_frame_before_its_own_bytes() {
-        use tokio::io::AsyncWriteExt;
-        let (mut shared, client) = pair().await;
+        let (shared, client) = pair().await;
         let direct = shared.socket().direct(Framing::SseRaw);
         let sent = fill_until_part(&direct);
         assert_eq!(
@@ -421,19 +437,8 @@ mod tests {
             "nothing starts before the end is written"
         );
         // The task's own bytes go after the publisher's end, however the socket drains.
-        let reader = read_to_end(client);
-        shared.write_all(b"data: own\n\n").await.unwrap();
-        shared.shutdown().await.unwrap();
-        drop((shared, direct));
-        let wire = reader.await.unwrap();
-        let mut expected = sse_events(sent.into_iter().map(|byte| (100_000, byte)));
-        expected.extend_from_slice(b"data: own\n\n");
-        assert!(
-            wire == expected,
-            "{} bytes, expected {}",
-            wire.len(),
-            expected.len()
-        );
+        let expected = sse_events(sent.into_iter().map(|byte| (100_000, byte)));
+        own_event_follows(shared, direct, client, expected).await;
     }
 
     /// Once the socket has room again, the next frame written directly carries the end of the
@@ -570,12 +575,11 @@ mod tests {
     /// writes before anything else: the client reads the whole frame.
     #[tokio::test]
     async fn the_end_of_a_batched_send_the_socket_took_in_part_is_written_by_the_task() {
-        use tokio::io::AsyncWriteExt;
         if !crate::send_ring::tests::io_uring_allowed() {
             eprintln!("io_uring is disabled on this machine: nothing to test");
             return;
         }
-        let (mut shared, client) = pair().await;
+        let (shared, client) = pair().await;
         let direct = shared.socket().direct(Framing::SseRaw);
         // Larger than any loopback socket's buffers: the client has read nothing yet.
         let big = frame(16 * 1024 * 1024, b'b');
@@ -589,19 +593,13 @@ mod tests {
             sent
         });
         assert_eq!(sent, Sent::Part);
-        let reader = read_to_end(client);
-        shared.write_all(b"data: own\n\n").await.unwrap();
-        shared.shutdown().await.unwrap();
-        drop((shared, direct));
-        let wire = reader.await.unwrap();
-        let mut expected = sse_events([(16 * 1024 * 1024, b'b')]);
-        expected.extend_from_slice(b"data: own\n\n");
-        assert!(
-            wire == expected,
-            "{} bytes, expected {}",
-            wire.len(),
-            expected.len()
-        );
+        own_event_follows(
+            shared,
+            direct,
+            client,
+            sse_events([(16 * 1024 * 1024, b'b')]),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -99,10 +99,8 @@ impl HeldWrites {
         };
         while self.written < self.held.len() && !in_batch.batch.is_full() {
             let i = self.written;
-            if let Some(next) = self.held.get(i + 2) {
-                next.conn.outbox.warm();
-                warm::prefetch(&next.conn.kind);
-            }
+            self.warm(i + 2);
+            // Counted on joining: from here `in_batch` ends it, and `Drop` must not write it.
             self.written += 1;
             let held = &self.held[i];
             let frame = &self.frames[held.frame];
@@ -123,6 +121,7 @@ impl HeldWrites {
         in_batch.batch.clear();
     }
 
+    /// Requests what writing the `i`th held frame will touch.
     fn warm(&self, i: usize) {
         if let Some(next) = self.held.get(i) {
             next.conn.outbox.warm();

@@ -20,6 +20,15 @@ fn data() -> Box<RawValue> {
     RawValue::from_string(r#"{"n":1}"#.into()).unwrap()
 }
 
+/// A `chat` event with `data` and no room.
+fn chat(data: &RawValue) -> Event<'_> {
+    Event {
+        event_type: "chat",
+        room_id: None,
+        data,
+    }
+}
+
 async fn drain(conn: &Conn) -> (Vec<serde_json::Value>, Option<CloseReason>) {
     let mut out = Vec::new();
     let mut frames = Vec::new();
@@ -55,11 +64,7 @@ async fn every_connection_of_a_player_gets_each_event_once_in_order() {
         "no session id joins the current one"
     );
     let d = data();
-    let event = Event {
-        event_type: "chat",
-        room_id: None,
-        data: &d,
-    };
+    let event = chat(&d);
     let a = hub.publish(&p, &event).await.unwrap();
     let b = hub.publish(&p, &event).await.unwrap();
     assert_eq!(a.connections, 2);
@@ -294,11 +299,7 @@ async fn memberships_are_forgotten_with_the_player_and_kept_while_it_connects_or
     tokio::time::advance(Duration::from_secs(3000)).await;
     // An event keeps a member remembered, like any event for an offline player.
     let d = data();
-    let event = Event {
-        event_type: "chat",
-        room_id: None,
-        data: &d,
-    };
+    let event = chat(&d);
     hub.publish(&listener, &event).await.unwrap();
     tokio::time::advance(Duration::from_secs(601)).await;
     hub.sweep();
@@ -650,11 +651,7 @@ async fn a_direct_write_keeps_an_sse_stream_alive_and_not_a_websocket() {
     }
     tokio::time::advance(Duration::from_secs(10)).await;
     let d = data();
-    let event = Event {
-        event_type: "chat",
-        room_id: None,
-        data: &d,
-    };
+    let event = chat(&d);
     hub.publish(&p, &event).await.unwrap();
     assert!(!socket.wire.lock().is_empty(), "written directly");
     let now = Instant::now();
@@ -732,11 +729,7 @@ async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
         }
     }
     let d = data();
-    let event = Event {
-        event_type: "chat",
-        room_id: None,
-        data: &d,
-    };
+    let event = chat(&d);
     let before = hub.counters.totals();
     let published = hub.broadcast(&event).await.unwrap();
     assert_eq!(published.len(), players.len());
@@ -835,11 +828,7 @@ async fn a_batched_broadcast_reaches_every_socket_and_queues_for_a_full_one() {
         sockets.push(shared);
     }
     let d = data();
-    let event = Event {
-        event_type: "chat",
-        room_id: None,
-        data: &d,
-    };
+    let event = chat(&d);
     let before = hub.counters.totals();
     hub.broadcast(&event).await.unwrap();
     let after = hub.counters.totals();
