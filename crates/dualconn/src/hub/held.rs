@@ -1,4 +1,5 @@
-//! The writes a broadcast holds back until every player is numbered.
+//! The writes a broadcast (or a publish to several players: a list, a room, a cluster
+//! notification) holds back until every player is numbered.
 //!
 //! A broadcast numbers players shard by shard, in hash order, but writes the idle
 //! connections' sockets afterwards in the order they opened: the kernel's work per write

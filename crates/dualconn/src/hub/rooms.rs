@@ -239,14 +239,10 @@ impl Hub {
             Backplane::Local => {
                 let members = self.rooms.lock().members(room);
                 let except: HashSet<&str> = except.iter().copied().collect();
-                members
-                    .into_iter()
-                    .filter(|m| !except.contains(&**m))
-                    .map(|m| {
-                        let published = self.publish_local(&m, &template);
-                        (m, published)
-                    })
-                    .collect()
+                self.publish_many_local(
+                    members.into_iter().filter(|m| !except.contains(&**m)),
+                    &template,
+                )
             }
             Backplane::Redis(redis) => redis.publish_to_room(room, except, &template).await?,
         };

@@ -713,21 +713,50 @@ async fn a_connections_reported_times_are_wall_clock_times() {
     assert!((before + seven..=after + seven).contains(&conn.last_activity()));
 }
 
-/// A broadcast numbers every player, then writes the idle connections in the order they
-/// opened, whatever shards their players hash to; a player's connections share its frame.
-#[tokio::test]
-async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
-    let hub = Hub::new(config());
+/// Players with an idle WebSocket each, then an idle SSE stream each, all writing to one
+/// socket that records what it is given.
+async fn idle_players_on_one_socket(
+    hub: &Hub,
+    n: usize,
+) -> (Vec<PlayerId>, Arc<FakeSocket>, Vec<Arc<Conn>>) {
     let socket = Arc::new(FakeSocket::default());
-    let players: Vec<PlayerId> = (0..8).map(|i| format!("order-{i}").into()).collect();
+    let players: Vec<PlayerId> = (0..n).map(|i| format!("order-{i}").into()).collect();
+    let mut conns = Vec::new();
     for kind in [ConnKind::WebSocket, ConnKind::Sse] {
         for p in &players {
             let conn = hub.connect(join(p, kind, None)).await.unwrap();
             drain(&conn).await;
             conn.outbox.written();
             conn.outbox.attach(socket.clone());
+            conns.push(conn);
         }
     }
+    (players, socket, conns)
+}
+
+/// The players' events on `socket`, each once, in the order their connections opened: every
+/// WebSocket, then every SSE stream.
+fn assert_written_in_opening_order(socket: &FakeSocket, players: &[PlayerId]) {
+    let wire = String::from_utf8(socket.wire.lock().clone()).unwrap();
+    let mut written: Vec<(usize, &str)> = players
+        .iter()
+        .flat_map(|p| wire.match_indices(&format!("\"{p}\"")).collect::<Vec<_>>())
+        .collect();
+    written.sort();
+    let written: Vec<&str> = written
+        .into_iter()
+        .map(|(_, p)| p.trim_matches('"'))
+        .collect();
+    let opened: Vec<&str> = players.iter().chain(players).map(|p| &**p).collect();
+    assert_eq!(written, opened, "written once each, in opening order");
+}
+
+/// A broadcast numbers every player, then writes the idle connections in the order they
+/// opened, whatever shards their players hash to; a player's connections share its frame.
+#[tokio::test]
+async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
+    let hub = Hub::new(config());
+    let (players, socket, _conns) = idle_players_on_one_socket(&hub, 8).await;
     let d = data();
     let event = chat(&d);
     let before = hub.counters.totals();
@@ -747,18 +776,64 @@ async fn a_broadcast_writes_idle_connections_in_the_order_they_opened() {
         (conns, conns),
         "every held write counts as sent and as delivered"
     );
+    assert_written_in_opening_order(&socket, &players);
+}
+
+/// A publish to a list of players, and one to a room, hold their idle connections' writes
+/// as a broadcast does and make them together once every player is numbered (so through one
+/// io_uring call where there is one), not player by player.
+#[tokio::test]
+async fn a_publish_to_several_players_writes_them_together_in_opening_order() {
+    let d = data();
+    let event = chat(&d);
+    let hub = Hub::new(config());
+    let (players, socket, _conns) = idle_players_on_one_socket(&hub, 4).await;
+    let ids: Vec<&str> = players.iter().map(|p| &**p).collect();
+    let before = hub.counters.totals();
+    let published = hub.publish_to(&ids, &event).await.unwrap();
+    assert!(published.iter().all(|(_, p)| p.connections == 2));
+    let after = hub.counters.totals();
+    assert_eq!(after.deliveries_ok - before.deliveries_ok, 8);
+    assert_written_in_opening_order(&socket, &players);
+
+    let hub = Hub::new(config());
+    let (players, socket, _conns) = idle_players_on_one_socket(&hub, 4).await;
+    for p in &players {
+        hub.join_room("hall", p).await.unwrap();
+    }
+    let published = hub.publish_to_room("hall", &[], &event).await.unwrap();
+    assert_eq!(published.len(), players.len());
+    assert_written_in_opening_order(&socket, &players);
+}
+
+/// A player named twice in one publish gets both events, in order, even though the first
+/// holds its connections' turn when the second arrives.
+#[tokio::test]
+async fn a_player_named_twice_in_one_publish_gets_both_events_in_order() {
+    let hub = Hub::new(config());
+    let (players, socket, conns) = idle_players_on_one_socket(&hub, 2).await;
+    let d = data();
+    let event = chat(&d);
+    let ids = [&*players[0], &*players[1], &*players[0]];
+    let published = hub.publish_to(&ids, &event).await.unwrap();
+    let seqs: Vec<u64> = published.iter().map(|(_, p)| p.sequence_number).collect();
+    assert_eq!(seqs[2], seqs[0] + 1);
+    // The held frame went straight to the socket; the second waits for the writer.
     let wire = String::from_utf8(socket.wire.lock().clone()).unwrap();
-    let mut written: Vec<(usize, &str)> = players
-        .iter()
-        .flat_map(|p| wire.match_indices(&format!("\"{p}\"")).collect::<Vec<_>>())
-        .collect();
-    written.sort();
-    let written: Vec<&str> = written
-        .into_iter()
-        .map(|(_, p)| p.trim_matches('"'))
-        .collect();
-    let opened: Vec<&str> = players.iter().chain(&players).map(|p| &**p).collect();
-    assert_eq!(written, opened, "written once each, in opening order");
+    assert_eq!(wire.matches("\"order-0\"").count(), 2, "one per connection");
+    // Player 0's WebSocket and SSE stream.
+    for conn in [&conns[0], &conns[2]] {
+        let (queued, close) = drain(conn).await;
+        assert_eq!(close, None);
+        assert_eq!(
+            queued
+                .iter()
+                .map(|e| e["sequence_number"].as_u64())
+                .collect::<Vec<_>>(),
+            [Some(seqs[2])],
+            "the second event queues behind the first"
+        );
+    }
 }
 
 /// A held frame that was never written (a broadcast that unwound midway) is written when it
