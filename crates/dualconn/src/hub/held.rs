@@ -95,7 +95,8 @@ impl HeldWrites {
             held: &self.held,
             frames: &self.frames,
             batch,
-            joined: Vec::with_capacity(SENDS_PER_CALL),
+            // A list's or a room's few sends should not pay for a broadcast's call.
+            joined: Vec::with_capacity((self.held.len() - self.written).min(SENDS_PER_CALL)),
             ended: 0,
         };
         while self.written < self.held.len() && !in_batch.batch.is_full() {

@@ -660,6 +660,11 @@ impl Hub {
         let stamp = wire::timestamp(SystemTime::now());
         let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
         match &self.backplane {
+            // One player's sockets have nothing to be gathered with: written at once.
+            Backplane::Local if players.len() == 1 => Ok(players
+                .iter()
+                .map(|p| (PlayerId::from(*p), self.publish_local(p, &template)))
+                .collect()),
             Backplane::Local => {
                 Ok(self.publish_many_local(players.iter().map(|p| PlayerId::from(*p)), &template))
             }
