@@ -70,7 +70,7 @@ pub fn with_batch<R>(f: impl FnOnce(Option<&mut SendBatch>) -> R) -> R {
             *ring = match SendBatch::new() {
                 Ok(batch) => ThreadRing::Ready(Box::new(batch)),
                 Err(e) => {
-                    tracing::info!(error = %e, "no io_uring: a broadcast writes with one system call per socket");
+                    tracing::info!(error = %e, "no io_uring: each socket a broadcast or publish writes takes its own system call");
                     ThreadRing::Unavailable
                 }
             };
