@@ -18,11 +18,13 @@ const measures = {
 };
 
 // Shown beside it: the user-space part of set-up, which loopback's accounting of the client's
-// receive does not move (BENCHMARKS.md, "Set-up: user space and the kernel"); and for the
-// spread, when the server had written its last socket (its answer to the publish, or the
-// floor's to its control line), which leaves out how fast the client reads.
+// receive does not move (BENCHMARKS.md, "Set-up: user space and the kernel"); for targeted
+// publishes, what each delivery cost the server; and for the spread, when the server had
+// written its last socket (its answer to the publish, or the floor's to its control line),
+// which leaves out how fast the client reads.
 const beside = {
   churn: [['user-space CPU-µs/conn', (r) => r.server_user_us_per_conn]],
+  targeted: [['CPU-µs/delivery', (r) => r.server_cpu_us_per_delivery]],
   spread: [['last write answered ms', (r) => (r.publish_rtt_max_us === undefined ? undefined : r.publish_rtt_max_us / 1000)]],
 };
 
