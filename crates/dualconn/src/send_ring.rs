@@ -7,9 +7,10 @@
 //! one during the call that submits it, and a socket that is full answers at once, as `send`
 //! would: nothing is left in flight when [`SendBatch::send`] returns.
 //!
-//! Each thread that broadcasts keeps one ring and one buffer, made the first time it needs
-//! them. Where io_uring is missing or refused (an old kernel, `io_uring_disabled`, a seccomp
-//! policy), the thread remembers it and broadcasts with one `send` per socket as before.
+//! Each thread that writes such sends (a broadcast, a publish to several players) keeps one
+//! ring and one buffer, made the first time it needs them. Where io_uring is missing or
+//! refused (an old kernel, `io_uring_disabled`, a seccomp policy), the thread remembers it and
+//! writes one `send` per socket as before.
 
 use std::cell::RefCell;
 use std::io;

@@ -659,16 +659,16 @@ impl Hub {
     ) -> Result<Vec<(PlayerId, Published)>, Unavailable> {
         let stamp = wire::timestamp(SystemTime::now());
         let template = EventTemplate::new(event.event_type, &stamp, event.room_id, event.data);
-        match &self.backplane {
+        match (&self.backplane, players) {
             // One player's sockets have nothing to be gathered with: written at once.
-            Backplane::Local if players.len() == 1 => Ok(players
-                .iter()
-                .map(|p| (PlayerId::from(*p), self.publish_local(p, &template)))
-                .collect()),
-            Backplane::Local => {
+            (Backplane::Local, [one]) => Ok(vec![(
+                PlayerId::from(*one),
+                self.publish_local(one, &template),
+            )]),
+            (Backplane::Local, _) => {
                 Ok(self.publish_many_local(players.iter().map(|p| PlayerId::from(*p)), &template))
             }
-            Backplane::Redis(redis) => redis.publish(players, &template).await,
+            (Backplane::Redis(redis), _) => redis.publish(players, &template).await,
         }
     }
 
